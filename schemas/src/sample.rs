@@ -1,0 +1,118 @@
+//! Plausible example data units, for benchmarks, the demo and tests. Not a simulator: the
+//! fleet simulator with charging physics lives in ingest.
+
+use crate::fields::Value::Valid;
+use crate::payload::{Login, Payload};
+use crate::realtime::{Alarms, InfoItem, Realtime, Vehicle, WptSnapshot};
+use crate::time::TerminalTime;
+
+/// A WPT snapshot of a vehicle charging at about 7 kW; `step` varies the readings a little.
+pub fn wpt_snapshot(station_id: &str, pad_no: i64, step: u32) -> WptSnapshot {
+    let wobble = f64::from(step % 10) * 0.1;
+    WptSnapshot {
+        station_id: station_id.to_owned(),
+        pad_no: Valid(pad_no),
+        session_id: Valid(1),
+        ground_state: Valid(3),
+        ground_diag: Valid(0),
+        n1_status: Valid(1),
+        n1_fault: Valid(0),
+        ac_voltage_v: Valid(230.0 + wobble),
+        ac_current_a: Valid(32.0),
+        grid_freq_hz: Valid(50.0),
+        power_factor: Valid(0.98),
+        dc_bus_voltage_v: Valid(400.0),
+        input_power_w: Valid(7300),
+        n2_status: Valid(1),
+        n2_fault: Valid(0),
+        inverter_freq_khz: Valid(85.0),
+        inverter_voltage_v: Valid(380.0),
+        inverter_current_a: Valid(19.5),
+        inverter_phase_deg: Valid(12.5),
+        heatsink_temp_c: Valid(45),
+        n3_status: Valid(1),
+        n3_fault: Valid(0),
+        tx_coil_current_a: Valid(25.0),
+        tx_cap_voltage_v: Valid(650.0),
+        tx_coil_temp_c: Valid(50 + i64::from(step % 5)),
+        pad_surface_temp_c: Valid(35),
+        coupling_k: Valid(0.2),
+        n4_status: Valid(1),
+        n4_fault: Valid(0),
+        fod: Valid(0),
+        lop: Valid(0),
+        offset_x_mm: Valid(10),
+        offset_y_mm: Valid(-20),
+        air_gap_mm: Valid(150),
+        n5_status: Valid(1),
+        n5_fault: Valid(0),
+        ambient_temp_c: Valid(22),
+        coolant_temp_c: Valid(30),
+        fan_rpm: Valid(2400),
+        link_rssi_dbm: Valid(-60),
+        link_hb_age_s: Valid(0.5),
+        rx_coil_voltage_v: Valid(420.0),
+        rx_coil_current_a: Valid(17.0),
+        rx_coil_temp_c: Valid(48),
+        rect_voltage_v: Valid(405.0),
+        rect_current_a: Valid(16.8),
+        batt_voltage_v: Valid(400.0),
+        batt_current_a: Valid(16.5),
+        soc: Valid(55),
+        batt_max_temp_c: Valid(31),
+        batt_min_temp_c: Valid(27),
+        dc_power_w: Valid(6600),
+        efficiency_pct: Valid(90.4 - wobble),
+        vehicle_diag: Valid(0),
+        vehicle_fault_flags: Valid(0),
+    }
+}
+
+/// Whole-vehicle data of a car parked and charging.
+pub fn vehicle(soc_pct: i64) -> Vehicle {
+    Vehicle {
+        vehicle_state: Valid(1),
+        charging_state: Valid(1),
+        run_mode: Valid(1),
+        speed_kmh: Valid(0.0),
+        odometer_km: Valid(12345.6),
+        total_voltage_v: Valid(400.0),
+        total_current_a: Valid(-20.0),
+        soc_pct: Valid(soc_pct),
+        dcdc_state: Valid(1),
+        gear: Valid(15),
+        insulation_kohm: Valid(5000),
+        accelerator_pct: Valid(0),
+        brake_pct: Valid(0),
+    }
+}
+
+/// The report a charging terminal sends each second: vehicle data, alarms and the snapshot.
+pub fn wpt_report(time: TerminalTime, station_id: &str, step: u32) -> Payload {
+    Payload::Realtime(Realtime {
+        time,
+        items: vec![
+            InfoItem::Vehicle(vehicle(55)),
+            InfoItem::Alarms(Alarms {
+                max_level: Valid(0),
+                general_flags: Valid(0),
+                storage_faults: Vec::new(),
+                motor_faults: Vec::new(),
+                engine_faults: Vec::new(),
+                other_faults: Vec::new(),
+            }),
+            InfoItem::Wpt(wpt_snapshot(station_id, 1, step), Vec::new()),
+        ],
+    })
+}
+
+/// A login with one storage subsystem.
+pub fn login(time: TerminalTime, login_seq: u16) -> Payload {
+    Payload::Login(Login {
+        time,
+        login_seq,
+        iccid: "89860012345678901234".into(),
+        code_len: 4,
+        subsystems: vec!["B001".into()],
+    })
+}
