@@ -1,1 +1,105 @@
-fn main() {}
+//! The `chargewatch` binary: one subcommand per role or tool.
+//!
+//! Built so far: `decode` (inspect captured frames), `bench codec` (codec throughput against
+//! OpenSSL) and `demo` (the stages that exist, end to end in one process). The ingest,
+//! processor, sink and query roles get their subcommands as they are built (issues 3 to 6).
+
+mod bench;
+mod decode;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use schemas::frame::DEFAULT_MAX_FRAME_LEN;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chargewatch",
+    version,
+    about = "Stream analytics for wireless EV charging terminals"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Decode hex frames (arguments, or one per stdin line) to JSON, one object per frame.
+    Decode {
+        /// Key file (TOML) with the terminals' ciphers and keys; without it only plain frames open.
+        #[arg(long, env = "CHARGEWATCH_KEYS")]
+        keys: Option<PathBuf>,
+        /// Largest accepted frame, in bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_FRAME_LEN)]
+        max_frame_len: usize,
+        /// Hex-encoded frames; read from stdin when none are given.
+        hex: Vec<String>,
+    },
+    /// Measure throughput.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+    /// Run what is built of the pipeline in one process on generated fleet traffic.
+    Demo {
+        /// Terminals in the generated fleet.
+        #[arg(long, default_value_t = 12)]
+        terminals: usize,
+        /// Seconds of traffic (one report per terminal per second).
+        #[arg(long, default_value_t = 60)]
+        duration: u32,
+        /// Where the demo writes its key file.
+        #[arg(long, default_value = "data/demo")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Frame parse + decrypt + decode per cipher, DES core, messages → RecordBatch; vs OpenSSL.
+    Codec {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Skip the `openssl speed` reference run.
+        #[arg(long)]
+        no_openssl: bool,
+        /// Run only the rows whose name contains this text (e.g. `RecordBatch`, `des-cbc`).
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Decode {
+            keys,
+            max_frame_len,
+            hex,
+        } => decode::run(keys.as_deref(), max_frame_len, &hex),
+        Cmd::Bench {
+            what:
+                BenchCmd::Codec {
+                    seconds,
+                    no_openssl,
+                    only,
+                },
+        } => bench::codec(seconds, !no_openssl, only.as_deref()),
+        Cmd::Demo {
+            terminals,
+            duration,
+            dir,
+        } => demo::run(terminals, duration, &dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chargewatch: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,27 +1,35 @@
 //! Arrow schemas of the four tables (telemetry, alerts, dead letters, events) and the columnar
 //! decoder from telemetry messages to a telemetry `RecordBatch`.
 //!
-//! The decoder reads each message's frame bytes straight into Arrow builders, field by field,
-//! using the same field catalogue (`FIELDS`) as the record types: no JSON and no per-record
-//! structs in between. A message that is not a valid telemetry message is refused whole: its
-//! error is returned and nothing of it is appended, so rows and messages stay aligned.
+//! The decoder works a batch of messages at a time and column by column: one pass over the
+//! messages checks each frame and finds where its blocks sit; then each catalogue field
+//! (`FIELDS`, the same catalogue the record types use) is built over all rows in a tight loop
+//! specialised for its width and type. No JSON and no per-record structs in between. A message
+//! that is not a valid telemetry message is refused whole and reported with its index; the
+//! batch holds a row for every other message, in order.
 
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder, UInt32Builder,
+    BooleanBuilder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder,
+    UInt32Builder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::types::{
+    ArrowPrimitiveType, Float64Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+    UInt32Type,
+};
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::error::{Error, Result};
-use crate::fields::{FieldKind, FieldSpec, Raw, classify, scaled, text_field};
-use crate::frame::{Command, Encryption, Frame, HEADER_LEN, VIN_LEN, read_be};
+use crate::fields::{FieldKind, FieldSpec, Raw, classify, scaled};
+use crate::frame::{Command, Encryption, Frame, HEADER_LEN, Header, VIN_LEN, read_be};
 use crate::realtime::{
     Extremes, Items, Position, Vehicle, WPT_BODY_LEN, WptSnapshot, read_time, types,
 };
 use crate::record::{FrameId, ID_TYPE_CODES};
+use crate::time::TerminalTime;
 
 /// The UTC timestamp type of every time column.
 pub fn timestamp_type() -> DataType {
@@ -150,153 +158,24 @@ pub fn event_schema() -> SchemaRef {
     ]))
 }
 
-/// A builder for one catalogue field.
+/// One telemetry message: the Kafka value (an unencrypted real-time or reissue frame) and the
+/// time ingest received it (its `cw-received-us` header).
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub value: &'a [u8],
+    pub received_us: i64,
+}
+
+/// What one call of [`TelemetryDecoder::decode`] gives.
 #[derive(Debug)]
-enum Column {
-    U8(UInt8Builder),
-    I16(Int16Builder),
-    U16(UInt16Builder),
-    I32(Int32Builder),
-    U32(UInt32Builder),
-    I64(Int64Builder),
-    F64(Float64Builder),
-    Utf8(StringBuilder),
+pub struct Decoded {
+    /// One row per accepted message, in message order.
+    pub batch: RecordBatch,
+    /// Index (into the input) and error of every refused message.
+    pub rejected: Vec<(usize, Error)>,
 }
 
-impl Column {
-    fn new(kind: &FieldKind, capacity: usize) -> Column {
-        match field_type(kind) {
-            DataType::UInt8 => Column::U8(UInt8Builder::with_capacity(capacity)),
-            DataType::Int16 => Column::I16(Int16Builder::with_capacity(capacity)),
-            DataType::UInt16 => Column::U16(UInt16Builder::with_capacity(capacity)),
-            DataType::Int32 => Column::I32(Int32Builder::with_capacity(capacity)),
-            DataType::UInt32 => Column::U32(UInt32Builder::with_capacity(capacity)),
-            DataType::Int64 => Column::I64(Int64Builder::with_capacity(capacity)),
-            DataType::Float64 => Column::F64(Float64Builder::with_capacity(capacity)),
-            _ => Column::Utf8(StringBuilder::with_capacity(capacity, capacity * 8)),
-        }
-    }
-
-    fn append_null(&mut self) {
-        match self {
-            Column::U8(b) => b.append_null(),
-            Column::I16(b) => b.append_null(),
-            Column::U16(b) => b.append_null(),
-            Column::I32(b) => b.append_null(),
-            Column::U32(b) => b.append_null(),
-            Column::I64(b) => b.append_null(),
-            Column::F64(b) => b.append_null(),
-            Column::Utf8(b) => b.append_null(),
-        }
-    }
-
-    /// Appends the field at the front of `bytes`; returns the sentinel it carried, if any.
-    #[inline]
-    fn append(&mut self, kind: &FieldKind, bytes: &[u8]) -> Option<&'static str> {
-        let (width, scale, offset) = match *kind {
-            FieldKind::Text { width } => {
-                if let Column::Utf8(b) = self {
-                    b.append_value(text_field(&bytes[..width]));
-                }
-                return None;
-            }
-            FieldKind::Int { width, offset } => (width, 1.0, offset as f64),
-            FieldKind::Float {
-                width,
-                scale,
-                offset,
-            } => (width, scale, offset),
-        };
-        let raw = match classify(read_be(bytes, width), width) {
-            Raw::Valid(raw) => raw,
-            Raw::Abnormal => {
-                self.append_null();
-                return Some("abnormal");
-            }
-            Raw::Invalid => {
-                self.append_null();
-                return Some("invalid");
-            }
-        };
-        let int = i64::from(raw) + offset as i64;
-        // The types were chosen by `field_type` to hold every valid value of the field.
-        match self {
-            Column::U8(b) => b.append_value(int as u8),
-            Column::I16(b) => b.append_value(int as i16),
-            Column::U16(b) => b.append_value(int as u16),
-            Column::I32(b) => b.append_value(int as i32),
-            Column::U32(b) => b.append_value(int as u32),
-            Column::I64(b) => b.append_value(int),
-            Column::F64(b) => b.append_value(scaled(raw, scale, offset)),
-            Column::Utf8(b) => b.append_null(),
-        }
-        None
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Column::U8(b) => Arc::new(b.finish()),
-            Column::I16(b) => Arc::new(b.finish()),
-            Column::U16(b) => Arc::new(b.finish()),
-            Column::I32(b) => Arc::new(b.finish()),
-            Column::U32(b) => Arc::new(b.finish()),
-            Column::I64(b) => Arc::new(b.finish()),
-            Column::F64(b) => Arc::new(b.finish()),
-            Column::Utf8(b) => Arc::new(b.finish()),
-        }
-    }
-}
-
-/// The builders of one fixed-layout block, with each field's byte offset.
-#[derive(Debug)]
-struct BlockColumns {
-    specs: &'static [FieldSpec],
-    offsets: Vec<usize>,
-    columns: Vec<Column>,
-}
-
-impl BlockColumns {
-    fn new(specs: &'static [FieldSpec], capacity: usize) -> Self {
-        let offsets = specs
-            .iter()
-            .scan(0, |at, spec| {
-                let here = *at;
-                *at += spec.kind.width();
-                Some(here)
-            })
-            .collect();
-        let columns = specs
-            .iter()
-            .map(|s| Column::new(&s.kind, capacity))
-            .collect();
-        BlockColumns {
-            specs,
-            offsets,
-            columns,
-        }
-    }
-
-    /// Appends one row: the block's fields from `body`, or nulls when the frame lacks it.
-    fn append(&mut self, body: Option<&[u8]>, sentinels: &mut String) {
-        let Some(body) = body else {
-            self.columns.iter_mut().for_each(Column::append_null);
-            return;
-        };
-        for ((spec, &offset), column) in self.specs.iter().zip(&self.offsets).zip(&mut self.columns)
-        {
-            if let Some(state) = column.append(&spec.kind, &body[offset..]) {
-                if !sentinels.is_empty() {
-                    sentinels.push(';');
-                }
-                sentinels.push_str(spec.name);
-                sentinels.push('=');
-                sentinels.push_str(state);
-            }
-        }
-    }
-}
-
-/// Where each decoded type sits in one message, found before anything is appended.
+/// Where each decoded type sits in one message.
 #[derive(Default)]
 struct Located<'a> {
     blocks: [Option<&'a [u8]>; 4],
@@ -306,174 +185,339 @@ struct Located<'a> {
     n_codes: usize,
 }
 
-/// Builds telemetry `RecordBatch`es from telemetry messages (see [`crate::message`]).
-#[derive(Debug)]
-pub struct TelemetryDecoder {
-    frame_id: StringBuilder,
-    vin: StringBuilder,
-    reissue: BooleanBuilder,
-    event_time: TimestampMicrosecondBuilder,
-    received_time: TimestampMicrosecondBuilder,
-    blocks: Vec<BlockColumns>,
-    alarm_level: UInt8Builder,
-    alarm_flags: UInt32Builder,
-    fault_lists: Vec<ListBuilder<UInt32Builder>>,
-    unparsed_type: UInt8Builder,
-    sentinel_fields: StringBuilder,
-    sentinels: String,
-    rows: usize,
-}
-
-impl TelemetryDecoder {
-    /// A decoder whose builders are sized for `capacity` rows per batch.
-    pub fn new(capacity: usize) -> Self {
-        let ts = || TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC");
-        TelemetryDecoder {
-            frame_id: StringBuilder::with_capacity(capacity, capacity * 32),
-            vin: StringBuilder::with_capacity(capacity, capacity * VIN_LEN),
-            reissue: BooleanBuilder::with_capacity(capacity),
-            event_time: ts(),
-            received_time: ts(),
-            blocks: TELEMETRY_BLOCKS
-                .iter()
-                .map(|specs| BlockColumns::new(specs, capacity))
-                .collect(),
-            alarm_level: UInt8Builder::with_capacity(capacity),
-            alarm_flags: UInt32Builder::with_capacity(capacity),
-            fault_lists: (0..FAULT_LISTS.len())
-                .map(|_| {
-                    ListBuilder::new(UInt32Builder::new()).with_field(Arc::new(Field::new(
-                        "item",
-                        DataType::UInt32,
-                        false,
-                    )))
-                })
-                .collect(),
-            unparsed_type: UInt8Builder::with_capacity(capacity),
-            sentinel_fields: StringBuilder::new(),
-            sentinels: String::new(),
-            rows: 0,
+fn locate(data: &[u8]) -> Result<Located<'_>> {
+    let mut found = Located::default();
+    for item in Items::new(data) {
+        let (code, body) = item?;
+        if found.n_codes < found.codes.len() {
+            found.codes[found.n_codes] = code;
+            found.n_codes += 1;
         }
-    }
-
-    /// Rows appended since the last `finish`.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    fn locate(data: &[u8]) -> Result<Located<'_>> {
-        let mut found = Located::default();
-        for item in Items::new(data) {
-            let (code, body) = item?;
-            if found.n_codes < found.codes.len() {
-                found.codes[found.n_codes] = code;
-                found.n_codes += 1;
-            }
-            let slot = match code {
-                types::VEHICLE => 0,
-                types::POSITION => 1,
-                types::EXTREMES => 2,
-                types::WPT if body.len() < WPT_BODY_LEN => {
-                    return Err(Error::malformed(format!(
-                        "wpt snapshot length {} is shorter than {WPT_BODY_LEN}",
-                        body.len()
-                    )));
-                }
-                types::WPT => 3,
-                types::ALARMS => {
-                    found.alarms.get_or_insert(body);
-                    continue;
-                }
-                types::DRIVE_MOTORS
-                | types::STORAGE_VOLTAGES
-                | types::STORAGE_TEMPERATURES
-                | types::VENDOR_FIRST..=types::VENDOR_LAST => continue,
-                other => {
-                    found.unparsed = Some(other);
-                    continue;
-                }
-            };
-            found.blocks[slot].get_or_insert(body);
-        }
-        if found.n_codes == 0 {
-            return Err(Error::malformed("report carries no information item"));
-        }
-        Ok(found)
-    }
-
-    /// Appends one telemetry message (an unencrypted real-time or reissue frame). On error
-    /// nothing is appended.
-    pub fn append(&mut self, message: &[u8], received_us: i64) -> Result<()> {
-        let header = Frame::check(message)?;
-        if header.encryption != Encryption::None {
-            return Err(Error::malformed("telemetry message must be unencrypted"));
-        }
-        let reissue = match header.command {
-            Command::Realtime => false,
-            Command::Reissue => true,
-            other => {
+        let slot = match code {
+            types::VEHICLE => 0,
+            types::POSITION => 1,
+            types::EXTREMES => 2,
+            types::WPT if body.len() < WPT_BODY_LEN => {
                 return Err(Error::malformed(format!(
-                    "telemetry message carries command {:#04x}",
-                    other.code()
+                    "wpt snapshot length {} is shorter than {WPT_BODY_LEN}",
+                    body.len()
                 )));
             }
+            types::WPT => 3,
+            types::ALARMS => {
+                found.alarms.get_or_insert(body);
+                continue;
+            }
+            types::DRIVE_MOTORS
+            | types::STORAGE_VOLTAGES
+            | types::STORAGE_TEMPERATURES
+            | types::VENDOR_FIRST..=types::VENDOR_LAST => continue,
+            other => {
+                found.unparsed = Some(other);
+                continue;
+            }
         };
-        let mut data = &message[HEADER_LEN..message.len() - 1];
-        let time = read_time(&mut data)?;
-        let found = Self::locate(data)?;
+        found.blocks[slot].get_or_insert(body);
+    }
+    if found.n_codes == 0 {
+        return Err(Error::malformed("report carries no information item"));
+    }
+    Ok(found)
+}
 
-        let id = FrameId::new(
-            &header.vin,
-            header.command,
-            time,
-            &found.codes[..found.n_codes],
-        );
-        let mut hex = [0u8; 32];
-        for (pair, byte) in hex.chunks_exact_mut(2).zip(id.0.to_be_bytes()) {
-            const DIGITS: &[u8; 16] = b"0123456789abcdef";
-            pair[0] = DIGITS[usize::from(byte >> 4)];
-            pair[1] = DIGITS[usize::from(byte & 15)];
+/// Checks one message and finds its parts; the row's header-level values come back with it.
+fn check_message(value: &[u8]) -> Result<(Header, bool, TerminalTime, Located<'_>)> {
+    let header = Frame::check(value)?;
+    if header.encryption != Encryption::None {
+        return Err(Error::malformed("telemetry message must be unencrypted"));
+    }
+    let reissue = match header.command {
+        Command::Realtime => false,
+        Command::Reissue => true,
+        other => {
+            return Err(Error::malformed(format!(
+                "telemetry message carries command {:#04x}",
+                other.code()
+            )));
         }
-        self.frame_id
-            .append_value(std::str::from_utf8(&hex).unwrap_or_default());
-        self.vin.append_value(text_field(header.vin.as_bytes()));
-        self.reissue.append_value(reissue);
-        self.event_time.append_value(time.utc_micros());
-        self.received_time.append_value(received_us);
+    };
+    let mut data = &value[HEADER_LEN..value.len() - 1];
+    let time = read_time(&mut data)?;
+    let found = locate(data)?;
+    Ok((header, reissue, time, found))
+}
 
-        self.sentinels.clear();
-        for (block, body) in self.blocks.iter_mut().zip(found.blocks) {
-            block.append(body, &mut self.sentinels);
+/// NUL-padded ASCII as `&str`, borrowed when it is valid UTF-8 (always, for valid frames).
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    match std::str::from_utf8(&bytes[..end]) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(&bytes[..end]),
+    }
+}
+
+/// A sentinel found while building a column: (row, column name, state).
+type Sentinel = (u32, &'static str, &'static str);
+
+#[inline(always)]
+fn read_w<const W: usize>(bytes: &[u8]) -> u32 {
+    let mut raw = 0u32;
+    for &b in &bytes[..W] {
+        raw = (raw << 8) | u32::from(b);
+    }
+    raw
+}
+
+/// Rows decoded per tile: each column is filled for a tile of rows before the next column,
+/// so the tile's message bytes stay in cache while every column reads them.
+const TILE_ROWS: usize = 128;
+const _: () = assert!(TILE_ROWS.is_multiple_of(64));
+
+/// The values of one catalogue column being built, typed by `field_type`.
+enum Values {
+    U8(Vec<u8>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    I32(Vec<i32>),
+    U32(Vec<u32>),
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+    Text(StringBuilder),
+}
+
+/// One catalogue column under construction: values, validity bits and null count.
+struct FieldColumn {
+    spec: &'static FieldSpec,
+    offset: usize,
+    values: Values,
+    validity: Vec<u64>,
+    nulls: usize,
+}
+
+/// Appends the field at `offset` of each row's body in `tile` (rows from `first_row`): `map`
+/// of the raw value when valid; a null when the row lacks the block or holds a sentinel.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fill<N: Copy + Default, const W: usize>(
+    values: &mut Vec<N>,
+    validity: &mut [u64],
+    nulls: &mut usize,
+    tile: &[Option<&[u8]>],
+    first_row: usize,
+    offset: usize,
+    name: &'static str,
+    sentinels: &mut Vec<Sentinel>,
+    map: impl Fn(u32) -> N,
+) {
+    debug_assert_eq!(first_row % 64, 0);
+    for (word, chunk) in tile.chunks(64).enumerate() {
+        let mut bits = 0u64;
+        let base = first_row + 64 * word;
+        values.extend(chunk.iter().enumerate().map(|(i, body)| {
+            let raw = match body {
+                None => return N::default(),
+                Some(body) => classify(read_w::<W>(&body[offset..]), W),
+            };
+            match raw {
+                Raw::Valid(raw) => {
+                    bits |= 1 << i;
+                    map(raw)
+                }
+                Raw::Abnormal => {
+                    sentinels.push(((base + i) as u32, name, "abnormal"));
+                    N::default()
+                }
+                Raw::Invalid => {
+                    sentinels.push(((base + i) as u32, name, "invalid"));
+                    N::default()
+                }
+            }
+        }));
+        validity[base / 64] = bits;
+        *nulls += chunk.len() - bits.count_ones() as usize;
+    }
+}
+
+impl FieldColumn {
+    fn new(spec: &'static FieldSpec, offset: usize, rows: usize) -> Self {
+        let values = match field_type(&spec.kind) {
+            DataType::UInt8 => Values::U8(Vec::with_capacity(rows)),
+            DataType::Int16 => Values::I16(Vec::with_capacity(rows)),
+            DataType::UInt16 => Values::U16(Vec::with_capacity(rows)),
+            DataType::Int32 => Values::I32(Vec::with_capacity(rows)),
+            DataType::UInt32 => Values::U32(Vec::with_capacity(rows)),
+            DataType::Int64 => Values::I64(Vec::with_capacity(rows)),
+            DataType::Float64 => Values::F64(Vec::with_capacity(rows)),
+            _ => Values::Text(StringBuilder::with_capacity(rows, rows * spec.kind.width())),
+        };
+        FieldColumn {
+            spec,
+            offset,
+            values,
+            validity: vec![0; rows.div_ceil(64)],
+            nulls: 0,
         }
-        self.append_alarms(found.alarms);
-        self.unparsed_type.append_option(found.unparsed);
-        if self.sentinels.is_empty() {
-            self.sentinel_fields.append_null();
-        } else {
-            self.sentinel_fields.append_value(&self.sentinels);
-        }
-        self.rows += 1;
-        Ok(())
     }
 
-    fn append_alarms(&mut self, alarms: Option<&[u8]>) {
-        let Some(body) = alarms else {
-            self.alarm_level.append_null();
-            self.alarm_flags.append_null();
-            self.fault_lists.iter_mut().for_each(|l| l.append(false));
-            return;
+    /// Appends a tile of rows, dispatching once on the column's type and width.
+    fn fill(&mut self, tile: &[Option<&[u8]>], first_row: usize, sentinels: &mut Vec<Sentinel>) {
+        let (off, name) = (self.offset, self.spec.name);
+        let (validity, nulls) = (&mut self.validity[..], &mut self.nulls);
+        let (width, scale, add) = match self.spec.kind {
+            FieldKind::Int { width, offset } => (width, 1.0, offset),
+            FieldKind::Float {
+                width,
+                scale,
+                offset,
+            } => (width, scale, offset as i64),
+            FieldKind::Text { width } => {
+                if let Values::Text(b) = &mut self.values {
+                    for body in tile {
+                        match body {
+                            Some(body) => b.append_value(text(&body[off..off + width])),
+                            None => b.append_null(),
+                        }
+                    }
+                }
+                return;
+            }
+        };
+        let float_add = match self.spec.kind {
+            FieldKind::Float { offset, .. } => offset,
+            _ => 0.0,
+        };
+        let s = sentinels;
+        // The Arrow types were chosen by `field_type` to hold every valid value of the field.
+        match (&mut self.values, width) {
+            (Values::U8(v), _) => {
+                fill::<_, 1>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    r as u8
+                })
+            }
+            (Values::I16(v), _) => {
+                fill::<_, 1>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    (i64::from(r) + add) as i16
+                })
+            }
+            (Values::U16(v), _) => {
+                fill::<_, 2>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    r as u16
+                })
+            }
+            (Values::I32(v), _) => {
+                fill::<_, 2>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    (i64::from(r) + add) as i32
+                })
+            }
+            (Values::U32(v), _) => {
+                fill::<_, 4>(v, validity, nulls, tile, first_row, off, name, s, |r| r)
+            }
+            (Values::I64(v), 1) => {
+                fill::<_, 1>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    i64::from(r) + add
+                })
+            }
+            (Values::I64(v), 2) => {
+                fill::<_, 2>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    i64::from(r) + add
+                })
+            }
+            (Values::I64(v), _) => {
+                fill::<_, 4>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    i64::from(r) + add
+                })
+            }
+            (Values::F64(v), 1) => {
+                fill::<_, 1>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    scaled(r, scale, float_add)
+                })
+            }
+            (Values::F64(v), 2) => {
+                fill::<_, 2>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    scaled(r, scale, float_add)
+                })
+            }
+            (Values::F64(v), _) => {
+                fill::<_, 4>(v, validity, nulls, tile, first_row, off, name, s, |r| {
+                    scaled(r, scale, float_add)
+                })
+            }
+            (Values::Text(_), _) => {}
+        }
+    }
+
+    fn finish(self, rows: usize) -> ArrayRef {
+        let nulls = (self.nulls > 0).then(|| {
+            // Arrow bitmaps are little-endian bit order: bit i of byte i / 8.
+            let bytes: Vec<u8> = self.validity.iter().flat_map(|w| w.to_le_bytes()).collect();
+            NullBuffer::new(BooleanBuffer::new(Buffer::from_vec(bytes), 0, rows))
+        });
+        fn array<T: ArrowPrimitiveType>(v: Vec<T::Native>, nulls: Option<NullBuffer>) -> ArrayRef {
+            Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(v), nulls))
+        }
+        match self.values {
+            Values::U8(v) => array::<UInt8Type>(v, nulls),
+            Values::I16(v) => array::<Int16Type>(v, nulls),
+            Values::U16(v) => array::<UInt16Type>(v, nulls),
+            Values::I32(v) => array::<Int32Type>(v, nulls),
+            Values::U32(v) => array::<UInt32Type>(v, nulls),
+            Values::I64(v) => array::<Int64Type>(v, nulls),
+            Values::F64(v) => array::<Float64Type>(v, nulls),
+            Values::Text(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The columns of one fixed-layout block over all rows, built tile by tile.
+fn block_columns(
+    specs: &'static [FieldSpec],
+    bodies: &[Option<&[u8]>],
+    sentinels: &mut Vec<Sentinel>,
+    columns: &mut Vec<ArrayRef>,
+) {
+    let rows = bodies.len();
+    let mut offset = 0;
+    let mut building: Vec<FieldColumn> = specs
+        .iter()
+        .map(|spec| {
+            let column = FieldColumn::new(spec, offset, rows);
+            offset += spec.kind.width();
+            column
+        })
+        .collect();
+    for (t, tile) in bodies.chunks(TILE_ROWS).enumerate() {
+        for column in &mut building {
+            column.fill(tile, t * TILE_ROWS, sentinels);
+        }
+    }
+    columns.extend(building.into_iter().map(|c| c.finish(rows)));
+}
+
+fn alarm_columns(alarms: &[Option<&[u8]>], columns: &mut Vec<ArrayRef>) {
+    let mut level = UInt8Builder::with_capacity(alarms.len());
+    let mut flags = UInt32Builder::with_capacity(alarms.len());
+    let item = Arc::new(Field::new("item", DataType::UInt32, false));
+    let mut lists: Vec<ListBuilder<UInt32Builder>> = (0..FAULT_LISTS.len())
+        .map(|_| ListBuilder::new(UInt32Builder::new()).with_field(item.clone()))
+        .collect();
+    for body in alarms {
+        let Some(body) = body else {
+            level.append_null();
+            flags.append_null();
+            lists.iter_mut().for_each(|l| l.append(false));
+            continue;
         };
         match classify(u32::from(body[0]), 1) {
-            Raw::Valid(level) => self.alarm_level.append_value(level as u8),
-            _ => self.alarm_level.append_null(),
+            Raw::Valid(v) => level.append_value(v as u8),
+            _ => level.append_null(),
         }
         match classify(read_be(&body[1..], 4), 4) {
-            Raw::Valid(flags) => self.alarm_flags.append_value(flags),
-            _ => self.alarm_flags.append_null(),
+            Raw::Valid(v) => flags.append_value(v),
+            _ => flags.append_null(),
         }
         // Lengths were checked by `Items`.
         let mut at = 5;
-        for list in &mut self.fault_lists {
+        for list in &mut lists {
             let n = usize::from(body[at]);
             for code in body[at + 1..at + 1 + 4 * n].chunks_exact(4) {
                 list.values().append_value(read_be(code, 4));
@@ -482,37 +526,117 @@ impl TelemetryDecoder {
             at += 1 + 4 * n;
         }
     }
+    columns.push(Arc::new(level.finish()));
+    columns.push(Arc::new(flags.finish()));
+    columns.extend(lists.iter_mut().map(|l| Arc::new(l.finish()) as ArrayRef));
+}
 
-    /// Takes the rows appended so far as a batch, and starts over.
-    pub fn finish(&mut self) -> std::result::Result<RecordBatch, ArrowError> {
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.frame_id.finish()),
-            Arc::new(self.vin.finish()),
-            Arc::new(self.reissue.finish()),
-            Arc::new(self.event_time.finish()),
-            Arc::new(self.received_time.finish()),
-        ];
-        let mut blocks = self.blocks.iter_mut();
-        let push_block = |columns: &mut Vec<ArrayRef>, block: Option<&mut BlockColumns>| {
-            if let Some(block) = block {
-                columns.extend(block.columns.iter_mut().map(Column::finish));
+/// Decodes batches of telemetry messages into telemetry `RecordBatch`es.
+#[derive(Debug, Default)]
+pub struct TelemetryDecoder {
+    sentinels: Vec<Sentinel>,
+}
+
+impl TelemetryDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes `messages` into one batch; refused messages are listed, not fatal.
+    pub fn decode(&mut self, messages: &[Message<'_>]) -> std::result::Result<Decoded, ArrowError> {
+        let n = messages.len();
+        let mut rejected = Vec::new();
+        let mut frame_id = StringBuilder::with_capacity(n, n * 32);
+        let mut vin = StringBuilder::with_capacity(n, n * VIN_LEN);
+        let mut reissue = BooleanBuilder::with_capacity(n);
+        let ts = || TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let (mut event_time, mut received_time) = (ts(), ts());
+        let mut unparsed = UInt8Builder::with_capacity(n);
+        let mut blocks: [Vec<Option<&[u8]>>; 4] = Default::default();
+        blocks.iter_mut().for_each(|b| b.reserve(n));
+        let mut alarms = Vec::with_capacity(n);
+
+        // Pass 1, row by row: check, locate, and the per-row header columns.
+        let mut hex = [0u8; 32];
+        for (index, message) in messages.iter().enumerate() {
+            let (header, is_reissue, time, found) = match check_message(message.value) {
+                Ok(parts) => parts,
+                Err(error) => {
+                    rejected.push((index, error));
+                    continue;
+                }
+            };
+            let id = FrameId::new(
+                &header.vin,
+                header.command,
+                time,
+                &found.codes[..found.n_codes],
+            );
+            for (pair, byte) in hex.chunks_exact_mut(2).zip(id.0.to_be_bytes()) {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                pair[0] = DIGITS[usize::from(byte >> 4)];
+                pair[1] = DIGITS[usize::from(byte & 15)];
             }
-        };
-        // Column order of the schema: vehicle, position, extremes, alarms, wpt.
-        push_block(&mut columns, blocks.next());
-        push_block(&mut columns, blocks.next());
-        push_block(&mut columns, blocks.next());
-        columns.push(Arc::new(self.alarm_level.finish()));
-        columns.push(Arc::new(self.alarm_flags.finish()));
-        columns.extend(
-            self.fault_lists
-                .iter_mut()
-                .map(|l| Arc::new(l.finish()) as ArrayRef),
+            frame_id.append_value(std::str::from_utf8(&hex).unwrap_or_default());
+            vin.append_value(text(header.vin.as_bytes()));
+            reissue.append_value(is_reissue);
+            event_time.append_value(time.utc_micros());
+            received_time.append_value(message.received_us);
+            unparsed.append_option(found.unparsed);
+            for (column, body) in blocks.iter_mut().zip(found.blocks) {
+                column.push(body);
+            }
+            alarms.push(found.alarms);
+        }
+
+        // Pass 2, column by column, in schema order: vehicle, position, extremes, alarms, wpt.
+        self.sentinels.clear();
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(frame_id.finish()),
+            Arc::new(vin.finish()),
+            Arc::new(reissue.finish()),
+            Arc::new(event_time.finish()),
+            Arc::new(received_time.finish()),
+        ];
+        for (specs, bodies) in TELEMETRY_BLOCKS[..3].iter().zip(&blocks) {
+            block_columns(specs, bodies, &mut self.sentinels, &mut columns);
+        }
+        alarm_columns(&alarms, &mut columns);
+        block_columns(
+            TELEMETRY_BLOCKS[3],
+            &blocks[3],
+            &mut self.sentinels,
+            &mut columns,
         );
-        push_block(&mut columns, blocks.next());
-        columns.push(Arc::new(self.unparsed_type.finish()));
-        columns.push(Arc::new(self.sentinel_fields.finish()));
-        self.rows = 0;
-        RecordBatch::try_new(telemetry_schema(), columns)
+        columns.push(Arc::new(unparsed.finish()));
+        columns.push(self.sentinel_column(alarms.len()));
+        let batch = RecordBatch::try_new(telemetry_schema(), columns)?;
+        Ok(Decoded { batch, rejected })
+    }
+
+    /// `sentinel_fields`: per row, `name=state` joined by `;` in catalogue order.
+    fn sentinel_column(&mut self, rows: usize) -> ArrayRef {
+        // Found column by column; a stable sort by row keeps catalogue order within a row.
+        self.sentinels.sort_by_key(|&(row, _, _)| row);
+        let mut out = StringBuilder::with_capacity(rows, self.sentinels.len() * 24);
+        let mut pending = self.sentinels.iter().peekable();
+        let mut text = String::new();
+        for row in 0..rows as u32 {
+            text.clear();
+            while let Some(&(_, name, state)) = pending.next_if(|s| s.0 == row) {
+                if !text.is_empty() {
+                    text.push(';');
+                }
+                text.push_str(name);
+                text.push('=');
+                text.push_str(state);
+            }
+            if text.is_empty() {
+                out.append_null();
+            } else {
+                out.append_value(&text);
+            }
+        }
+        Arc::new(out.finish())
     }
 }

@@ -99,7 +99,7 @@ impl Cipher {
 
 enum Schedule {
     None,
-    Des(DesCipher),
+    Des(Box<DesCipher>),
     Aes(Box<aes::Aes128>),
 }
 
@@ -135,10 +135,12 @@ impl TerminalKey {
         };
         let schedule = match cipher {
             Cipher::None => Schedule::None,
-            Cipher::DesCbc => Schedule::Des(DesCipher::Single(des_key(0))),
-            Cipher::TripleDesCbc => {
-                Schedule::Des(DesCipher::Triple([des_key(0), des_key(1), des_key(2)]))
-            }
+            Cipher::DesCbc => Schedule::Des(Box::new(DesCipher::Single(des_key(0)))),
+            Cipher::TripleDesCbc => Schedule::Des(Box::new(DesCipher::Triple([
+                des_key(0),
+                des_key(1),
+                des_key(2),
+            ]))),
             Cipher::Aes128Cbc => {
                 Schedule::Aes(Box::new(aes::Aes128::new(GenericArray::from_slice(key))))
             }
@@ -158,7 +160,7 @@ impl TerminalKey {
             out.extend_from_slice(sealed);
             return Ok(());
         }
-        if sealed.len() < 2 * block || sealed.len() % block != 0 {
+        if sealed.len() < 2 * block || !sealed.len().is_multiple_of(block) {
             return Err(Error::Decrypt {
                 detail: format!(
                     "data unit of {} bytes is not an iv plus whole {block}-byte blocks",

@@ -242,6 +242,7 @@ impl Stages<'_> {
 
 /// A DES or 3DES key ready for CBC over 8-byte blocks. `Debug` shows no key material.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // held boxed by `crypto::TerminalKey`
 pub enum DesCipher {
     Single(DesKey),
     /// EDE3: encrypt with k1, decrypt with k2, encrypt with k3.

@@ -275,7 +275,7 @@ pub enum InfoItem {
     StorageVoltages(Vec<StorageVoltage>),
     StorageTemperatures(Vec<StorageTemperature>),
     /// The snapshot and whatever a later profile version appended after its 107 bytes.
-    Wpt(WptSnapshot, Vec<u8>),
+    Wpt(Box<WptSnapshot>, Vec<u8>),
     /// 0x81..=0xFE: vendor data, kept raw.
     Vendor {
         code: u8,
@@ -493,7 +493,10 @@ fn decode_item(code: u8, body: &[u8]) -> Result<InfoItem> {
                     body.len()
                 )));
             }
-            InfoItem::Wpt(WptSnapshot::decode(body), body[WPT_BODY_LEN..].to_vec())
+            InfoItem::Wpt(
+                Box::new(WptSnapshot::decode(body)),
+                body[WPT_BODY_LEN..].to_vec(),
+            )
         }
         types::VENDOR_FIRST..=types::VENDOR_LAST => InfoItem::Vendor {
             code,

@@ -194,7 +194,7 @@ impl TelemetryRecord {
                 }
                 InfoItem::Wpt(snapshot, extra) => {
                     record.wpt.get_or_insert_with(|| WptRecord {
-                        snapshot: snapshot.clone(),
+                        snapshot: (**snapshot).clone(),
                         extension_len: extra.len(),
                     });
                 }

@@ -101,7 +101,7 @@ pub fn wpt_report(time: TerminalTime, station_id: &str, step: u32) -> Payload {
                 engine_faults: Vec::new(),
                 other_faults: Vec::new(),
             }),
-            InfoItem::Wpt(wpt_snapshot(station_id, 1, step), Vec::new()),
+            InfoItem::Wpt(Box::new(wpt_snapshot(station_id, 1, step)), Vec::new()),
         ],
     })
 }

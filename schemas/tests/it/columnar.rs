@@ -8,7 +8,7 @@ use arrow_array::types::{
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use bytes::BytesMut;
-use schemas::arrow::{TelemetryDecoder, telemetry_schema};
+use schemas::arrow::{Message, TelemetryDecoder, telemetry_schema};
 use schemas::frame::DEFAULT_MAX_FRAME_LEN;
 use schemas::message::telemetry_value;
 use schemas::payload::{open, request_frame};
@@ -91,7 +91,7 @@ fn assert_row_matches(batch: &RecordBatch, row: usize, record: &TelemetryRecord)
 
 #[test]
 fn vector_messages_decode_like_their_records() {
-    let mut decoder = TelemetryDecoder::new(16);
+    let mut messages = Vec::new();
     let mut records = Vec::new();
     for vector in vectors().iter().filter(|v| v.expect.get("wpt").is_some()) {
         let mut buf = BytesMut::from(&vector.bytes[..]);
@@ -103,7 +103,7 @@ fn vector_messages_decode_like_their_records() {
         let opened = open(&frame, keys.as_ref(), &mut plain).unwrap();
         let message = telemetry_value(&opened.header, &plain).unwrap();
         assert_eq!(message.raw[21], 0x01, "telemetry messages are unencrypted");
-        decoder.append(&message.raw, 42).unwrap();
+        messages.push(message.raw);
         let Payload::Realtime(report) = &opened.payload else {
             panic!("not a report")
         };
@@ -115,7 +115,16 @@ fn vector_messages_decode_like_their_records() {
         ));
     }
     assert!(records.len() >= 4);
-    let batch = decoder.finish().unwrap();
+    let input: Vec<Message> = messages
+        .iter()
+        .map(|m| Message {
+            value: m,
+            received_us: 42,
+        })
+        .collect();
+    let decoded = TelemetryDecoder::new().decode(&input).unwrap();
+    assert!(decoded.rejected.is_empty());
+    let batch = decoded.batch;
     assert_eq!(batch.schema(), telemetry_schema());
     assert_eq!(batch.num_rows(), records.len());
     for (row, record) in records.iter().enumerate() {
@@ -137,9 +146,13 @@ fn sentinels_become_nulls_named_in_sentinel_fields() {
     }
     let vin = Vin::new("LWPTSENT000000001").unwrap();
     let frame = request_frame(vin, &Payload::Realtime(report.clone()), None, &[0; 16]).unwrap();
-    let mut decoder = TelemetryDecoder::new(1);
-    decoder.append(&frame.raw, 0).unwrap();
-    let batch = decoder.finish().unwrap();
+    let decoded = TelemetryDecoder::new()
+        .decode(&[Message {
+            value: &frame.raw,
+            received_us: 0,
+        }])
+        .unwrap();
+    let batch = decoded.batch;
     let record = TelemetryRecord::new(&frame.header, schemas::Cipher::None, &report, 0);
     assert_row_matches(&batch, 0, &record);
     assert_eq!(
@@ -156,17 +169,82 @@ fn bad_messages_are_refused_whole() {
     let mut corrupt = good.raw.to_vec();
     corrupt[40] ^= 0xFF;
     let login = request_frame(vin, &sample::login(time, 1), None, &[0; 16]).unwrap();
-    let mut decoder = TelemetryDecoder::new(4);
-    decoder.append(&good.raw, 1).unwrap();
-    assert!(decoder.append(&corrupt, 2).is_err(), "check code");
-    assert!(decoder.append(&login.raw, 3).is_err(), "not a report");
-    assert!(decoder.append(&good.raw[..50], 4).is_err(), "truncated");
-    decoder.append(&good.raw, 5).unwrap();
-    let batch = decoder.finish().unwrap();
+    let input = [
+        Message {
+            value: &good.raw,
+            received_us: 1,
+        },
+        Message {
+            value: &corrupt,
+            received_us: 2,
+        },
+        Message {
+            value: &login.raw,
+            received_us: 3,
+        },
+        Message {
+            value: &good.raw[..50],
+            received_us: 4,
+        },
+        Message {
+            value: &good.raw,
+            received_us: 5,
+        },
+    ];
+    let decoded = TelemetryDecoder::new().decode(&input).unwrap();
+    let refused: Vec<usize> = decoded.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(
+        refused,
+        vec![1, 2, 3],
+        "check code, not a report, truncated"
+    );
+    let batch = decoded.batch;
     assert_eq!(batch.num_rows(), 2);
     let received = batch
         .column_by_name("received_time")
         .unwrap()
         .as_primitive::<TimestampMicrosecondType>();
     assert_eq!(received.values().to_vec(), vec![1, 5]);
+}
+
+#[test]
+fn rows_without_a_block_get_nulls_and_sentinels_stay_on_their_row() {
+    let time = TerminalTime::from_bytes([26, 11, 23, 20, 15, 30]).unwrap();
+    let vin = Vin::new("LWPTMIX0000000001").unwrap();
+    let Payload::Realtime(full) = sample::wpt_report(time, "ST-2", 0) else {
+        unreachable!()
+    };
+    let mut only_vehicle = full.clone();
+    only_vehicle
+        .items
+        .retain(|i| matches!(i, schemas::realtime::InfoItem::Vehicle(_)));
+    let mut hot = full.clone();
+    for item in &mut hot.items {
+        if let schemas::realtime::InfoItem::Wpt(w, _) = item {
+            w.fod = schemas::Value::Invalid;
+        }
+    }
+    let reports = [full, only_vehicle, hot];
+    let frames: Vec<_> = reports
+        .iter()
+        .map(|r| request_frame(vin, &Payload::Realtime(r.clone()), None, &[0; 16]).unwrap())
+        .collect();
+    let input: Vec<Message> = frames
+        .iter()
+        .map(|f| Message {
+            value: &f.raw,
+            received_us: 7,
+        })
+        .collect();
+    let batch = TelemetryDecoder::new().decode(&input).unwrap().batch;
+    for (row, report) in reports.iter().enumerate() {
+        let record = TelemetryRecord::new(&frames[row].header, schemas::Cipher::None, report, 7);
+        assert_row_matches(&batch, row, &record);
+    }
+    assert_eq!(cell(&batch, "station_id", 1), Value::Null);
+    assert_eq!(cell(&batch, "sentinel_fields", 0), Value::Null);
+    assert_eq!(
+        cell(&batch, "sentinel_fields", 2),
+        Value::String("fod=invalid".into())
+    );
 }

@@ -1,4 +1,5 @@
 //! Integration tests of the `schemas` crate: one test binary, one module per suite.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod columnar;
 mod framing;

@@ -110,7 +110,7 @@ fn item() -> impl Strategy<Value = InfoItem> {
             block_bytes(WptSnapshot::FIELDS, WptSnapshot::LEN),
             proptest::collection::vec(any::<u8>(), 0..8)
         )
-            .prop_map(|(b, extra)| InfoItem::Wpt(WptSnapshot::decode(&b), extra)),
+            .prop_map(|(b, extra)| InfoItem::Wpt(Box::new(WptSnapshot::decode(&b)), extra)),
         (0x81u8..=0xFE, proptest::collection::vec(any::<u8>(), 0..20))
             .prop_map(|(code, data)| InfoItem::Vendor { code, data }),
     ]

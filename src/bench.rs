@@ -1,0 +1,277 @@
+//! `chargewatch bench codec`: codec throughput per core, side by side with OpenSSL in one run.
+//!
+//! Measures, on one thread: frame parse + decrypt + decode of real-time WPT frames for every
+//! cipher (frames/s and MB/s of wire bytes), the bare DES-CBC core on 256-byte buffers, and
+//! telemetry messages → Arrow `RecordBatch`. Then runs `openssl speed -evp des-cbc` (legacy
+//! provider, 256-byte buffers) and prints the ratio the codec goal is stated in.
+
+use std::hint::black_box;
+use std::process::Command as Process;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::BytesMut;
+use schemas::arrow::{Message, TelemetryDecoder};
+use schemas::frame::DEFAULT_MAX_FRAME_LEN;
+use schemas::message::telemetry_value;
+use schemas::payload::{open, request_frame};
+use schemas::{Cipher, Frame, KeyStore, TerminalKey, TerminalTime, Vin, sample};
+
+/// Distinct terminals (and frames) in the benchmark stream.
+const TERMINALS: usize = 1024;
+
+/// Runs `f` repeatedly for at least `budget`; returns (calls, elapsed).
+fn run_for(budget: Duration, mut f: impl FnMut()) -> (u64, Duration) {
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < budget {
+        f();
+        calls += 1;
+    }
+    (calls, start.elapsed())
+}
+
+fn key_bytes(cipher: Cipher, i: usize) -> Vec<u8> {
+    (0..cipher.key_len())
+        .map(|b| (b * 31 + i * 7 + 1) as u8)
+        .collect()
+}
+
+/// A stream of one WPT report from each of `TERMINALS` terminals, and the key store for them.
+fn fleet_stream(cipher: Cipher) -> Result<(Vec<u8>, KeyStore)> {
+    let time = TerminalTime::from_bytes([26, 11, 23, 20, 15, 30])?;
+    let mut keys = KeyStore::default();
+    let mut stream = Vec::new();
+    for i in 0..TERMINALS {
+        let vin = Vin::new(&format!("LWPTBENCH{i:08}"))?;
+        let key = TerminalKey::new(cipher, &key_bytes(cipher, i))?;
+        let iv = [(i % 251) as u8; 16];
+        let report = sample::wpt_report(time, "ST-BENCH", i as u32);
+        let sealing = (cipher != Cipher::None).then_some(&key);
+        request_frame(vin, &report, sealing, &iv)?.encode(&mut stream);
+        keys.insert(vin, key);
+    }
+    Ok((stream, keys))
+}
+
+/// One line of results.
+struct Row {
+    name: String,
+    per_sec: f64,
+    mb_per_sec: f64,
+}
+
+fn codec_row(cipher: Cipher, budget: Duration) -> Result<Row> {
+    let (stream, keys) = fleet_stream(cipher)?;
+    let mut scratch = Vec::with_capacity(512);
+    let mut failures = 0usize;
+    let (calls, elapsed) = run_for(budget, || {
+        let mut buf = BytesMut::from(&stream[..]);
+        while let Ok(Some(frame)) = Frame::parse(&mut buf, DEFAULT_MAX_FRAME_LEN) {
+            match open(&frame, Some(&keys), &mut scratch) {
+                Ok(opened) => {
+                    black_box(opened);
+                }
+                Err(_) => failures += 1,
+            }
+        }
+    });
+    if failures > 0 {
+        bail!(
+            "{failures} benchmark frames failed to open with {}",
+            cipher.name()
+        );
+    }
+    let frames = calls as f64 * TERMINALS as f64;
+    let bytes = calls as f64 * stream.len() as f64;
+    Ok(Row {
+        name: format!("parse+decrypt+decode {}", cipher.name()),
+        per_sec: frames / elapsed.as_secs_f64(),
+        mb_per_sec: bytes / elapsed.as_secs_f64() / 1e6,
+    })
+}
+
+/// The bare DES-CBC core on 256-byte buffers, as `openssl speed` measures it.
+fn des_core_row(decrypt: bool, budget: Duration) -> Result<Row> {
+    let key = TerminalKey::new(Cipher::DesCbc, &key_bytes(Cipher::DesCbc, 1))?;
+    let plain = [0x5Au8; 247]; // 247 + 9 bytes of padding = 256 bytes of ciphertext
+    let mut sealed = Vec::new();
+    key.seal(&plain, &[3; 16], &mut sealed);
+    let mut out = Vec::with_capacity(300);
+    let (calls, elapsed) = if decrypt {
+        run_for(budget, || {
+            for _ in 0..64 {
+                let _ = black_box(key.open(black_box(&sealed), &mut out));
+            }
+        })
+    } else {
+        run_for(budget, || {
+            for _ in 0..64 {
+                out.clear();
+                key.seal(black_box(&plain), &[3; 16], &mut out);
+            }
+        })
+    };
+    let buffers = calls as f64 * 64.0;
+    let what = if decrypt { "decrypt" } else { "encrypt" };
+    Ok(Row {
+        name: format!("des-cbc core {what}, 256 B buffers"),
+        per_sec: buffers / elapsed.as_secs_f64(),
+        mb_per_sec: buffers * 256.0 / elapsed.as_secs_f64() / 1e6,
+    })
+}
+
+/// Telemetry messages → `RecordBatch`es of 8,192 rows.
+fn arrow_row(budget: Duration) -> Result<Row> {
+    let (stream, keys) = fleet_stream(Cipher::None)?;
+    let mut buf = BytesMut::from(&stream[..]);
+    let mut messages = Vec::new();
+    let mut scratch = Vec::new();
+    while let Ok(Some(frame)) = Frame::parse(&mut buf, DEFAULT_MAX_FRAME_LEN) {
+        let opened = open(&frame, Some(&keys), &mut scratch)?;
+        messages.push(telemetry_value(&opened.header, &scratch)?.raw);
+    }
+    let bytes: usize = messages.iter().map(|m| m.len()).sum();
+    let input: Vec<Message> = messages
+        .iter()
+        .map(|m| Message {
+            value: m,
+            received_us: 0,
+        })
+        .collect();
+    let mut decoder = TelemetryDecoder::new();
+    let mut refused = 0;
+    // Batches of 8 x 1,024 messages, as a consumer's micro-batch would be.
+    let batch_input: Vec<Message> = input
+        .iter()
+        .cycle()
+        .take(8 * input.len())
+        .copied()
+        .collect();
+    let (calls, elapsed) = run_for(budget, || match decoder.decode(&batch_input) {
+        Ok(decoded) => {
+            refused += decoded.rejected.len();
+            black_box(decoded.batch);
+        }
+        Err(_) => refused += 1,
+    });
+    if refused > 0 {
+        bail!("{refused} benchmark messages refused");
+    }
+    let total = calls as f64 * batch_input.len() as f64;
+    Ok(Row {
+        name: "telemetry messages -> RecordBatch".into(),
+        per_sec: total / elapsed.as_secs_f64(),
+        mb_per_sec: calls as f64 * 8.0 * bytes as f64 / elapsed.as_secs_f64() / 1e6,
+    })
+}
+
+/// `openssl speed -evp CIPHER` on 256-byte buffers, in MB/s; `None` if openssl is missing.
+fn openssl_speed(cipher: &str, decrypt: bool, seconds: u64) -> Result<Option<f64>> {
+    let mut cmd = Process::new("openssl");
+    cmd.args([
+        "speed",
+        "-evp",
+        cipher,
+        "-provider",
+        "legacy",
+        "-provider",
+        "default",
+    ]);
+    cmd.args(["-bytes", "256", "-seconds", &seconds.to_string()]);
+    if decrypt {
+        cmd.arg("-decrypt");
+    }
+    let output = match cmd.output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("running openssl speed"),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.to_ascii_lowercase().starts_with(cipher))
+        .with_context(|| format!("no {cipher} line in openssl speed output:\n{text}"))?;
+    let kbytes = line
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.trim_end_matches('k').parse::<f64>().ok())
+        .with_context(|| format!("cannot read openssl speed line {line:?}"))?;
+    Ok(Some(kbytes * 1000.0 / 1e6))
+}
+
+/// Runs the codec benchmark and prints its table and ratios.
+/// `only` keeps the rows whose name contains it (all rows when `None`).
+pub fn codec(seconds: f64, with_openssl: bool, only: Option<&str>) -> Result<()> {
+    let budget = Duration::from_secs_f64(seconds);
+    println!("chargewatch codec benchmark: one thread, {seconds} s per row, {TERMINALS} terminals");
+    let wanted = |name: &str| only.is_none_or(|o| name.contains(o));
+    let mut rows = Vec::new();
+    for cipher in Cipher::ALL {
+        if wanted(&format!("parse+decrypt+decode {}", cipher.name())) {
+            rows.push(codec_row(cipher, budget)?);
+        }
+    }
+    if wanted("des-cbc core encrypt") {
+        rows.push(des_core_row(false, budget)?);
+    }
+    if wanted("des-cbc core decrypt") {
+        rows.push(des_core_row(true, budget)?);
+    }
+    if wanted("telemetry messages -> RecordBatch") {
+        rows.push(arrow_row(budget)?);
+    }
+    for row in &rows {
+        println!(
+            "{:<44} {:>12.0} /s {:>10.1} MB/s",
+            row.name, row.per_sec, row.mb_per_sec
+        );
+    }
+    if !with_openssl {
+        return Ok(());
+    }
+    let secs = seconds.ceil().max(1.0) as u64;
+    let Some(openssl_enc) = openssl_speed("des-cbc", false, secs)? else {
+        println!("openssl not found: no reference figures");
+        return Ok(());
+    };
+    let openssl_dec = openssl_speed("des-cbc", true, secs)?.unwrap_or(f64::NAN);
+    let openssl_3des = openssl_speed("des-ede3-cbc", false, secs)?.unwrap_or(f64::NAN);
+    println!(
+        "{:<44} {:>26.1} MB/s",
+        "openssl speed -evp des-cbc (256 B)", openssl_enc
+    );
+    println!(
+        "{:<44} {:>26.1} MB/s",
+        "openssl speed -evp des-cbc -decrypt (256 B)", openssl_dec
+    );
+    println!(
+        "{:<44} {:>26.1} MB/s",
+        "openssl speed -evp des-ede3-cbc (256 B)", openssl_3des
+    );
+    let find = |prefix: &str| {
+        rows.iter()
+            .find(|r| r.name.starts_with(prefix))
+            .map(|r| r.mb_per_sec)
+    };
+    if let Some(des) = find("parse+decrypt+decode des-cbc") {
+        println!(
+            "ratio: des-cbc frames (parse+decrypt+decode) / openssl des-cbc = {:.2}",
+            des / openssl_enc
+        );
+    }
+    if let Some(core) = find("des-cbc core decrypt") {
+        println!(
+            "ratio: des-cbc core decrypt / openssl des-cbc -decrypt = {:.2}",
+            core / openssl_dec
+        );
+    }
+    if let Some(tdes) = find("parse+decrypt+decode 3des-cbc") {
+        println!(
+            "ratio: 3des-cbc frames / openssl des-ede3-cbc = {:.2}",
+            tdes / openssl_3des
+        );
+    }
+    Ok(())
+}
