@@ -14,6 +14,8 @@ pub mod des;
 pub mod error;
 pub mod fields;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod message;
 pub mod payload;
 pub mod realtime;

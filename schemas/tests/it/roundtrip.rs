@@ -203,3 +203,38 @@ proptest! {
         prop_assert_eq!(opened.payload, payload);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The fuzz target's body on random streams: no panic, every byte accounted for.
+    #[test]
+    fn arbitrary_streams_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        schemas::fuzz::frame_stream(&data);
+    }
+
+    /// Same, on streams made of real frames with bytes flipped, cut or inserted.
+    #[test]
+    fn mangled_frames_never_panic(
+        payload in payload(),
+        (cipher, key) in cipher_and_key(),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..4),
+    ) {
+        let vin = Vin::new("LWPTTEST000000001").unwrap();
+        let key = TerminalKey::new(cipher, &key).unwrap();
+        let sealing = (cipher != Cipher::None).then_some(&key);
+        let mut bytes = vec![7u8];
+        let frame = request_frame(vin, &payload, sealing, &[1; 16]).unwrap();
+        bytes.extend_from_slice(&frame.raw);
+        bytes.extend_from_slice(&frame.raw);
+        for (at, byte, op) in edits {
+            let at = 1 + at % (bytes.len() - 1);
+            match op {
+                0 => bytes[at] ^= byte | 1,
+                1 => bytes.truncate(at),
+                _ => bytes.insert(at, byte),
+            }
+        }
+        schemas::fuzz::frame_stream(&bytes);
+    }
+}

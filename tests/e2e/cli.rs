@@ -1,0 +1,162 @@
+//! `chargewatch decode` and `chargewatch demo` as an operator runs them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn chargewatch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chargewatch"))
+}
+
+fn vectors() -> Vec<Value> {
+    let path = std::env::var_os("CHARGEWATCH_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/protocol/vectors.jsonl")
+        });
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A key file for the vectors: each encrypted vector's VIN with its cipher and key, and the
+/// plain vectors' VIN as `none`.
+fn key_file(dir: &std::path::Path, vectors: &[Value]) -> PathBuf {
+    let mut text = String::from("[[terminal]]\nvin = \"LWPTTEST000000001\"\ncipher = \"none\"\n");
+    // One VIN carries several ciphers across the vectors: pick the DES one, the one in the field.
+    let des = vectors
+        .iter()
+        .find(|v| v["name"] == "realtime_des_wpt")
+        .expect("des vector");
+    text.push_str(&format!(
+        "\n[[terminal]]\nvin = \"LWPTTEST000000002\"\ncipher = \"des-cbc\"\nkey = \"{}\"\n",
+        des["key_hex"].as_str().unwrap()
+    ));
+    let path = dir.join("keys.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn decode(args: &[&str], stdin: &str) -> (Vec<Value>, bool) {
+    let mut child = chargewatch()
+        .arg("decode")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not json: {l}: {e}")))
+        .collect();
+    (lines, out.status.success())
+}
+
+#[test]
+fn decode_prints_the_wpt_snapshot_of_each_public_vector() {
+    let vectors = vectors();
+    let dir = std::env::temp_dir().join(format!("chargewatch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = key_file(&dir, &vectors);
+    let mut checked = 0;
+    for vector in vectors.iter().filter(|v| v["expect"].get("wpt").is_some()) {
+        let hex = vector["hex"].as_str().unwrap();
+        let mut args = vec![hex];
+        let key_arg;
+        if let Some(key) = vector["key_hex"].as_str() {
+            // 3DES and AES vectors reuse the DES VIN: give each its own key file.
+            let cipher = match vector["expect"]["enc"].as_u64() {
+                Some(0xE2) => "3des-cbc",
+                Some(0x03) => "aes-128-cbc",
+                _ => "des-cbc",
+            };
+            let file = dir.join(format!("{}.toml", vector["name"].as_str().unwrap()));
+            std::fs::write(
+                &file,
+                format!("[[terminal]]\nvin = \"LWPTTEST000000002\"\ncipher = \"{cipher}\"\nkey = \"{key}\"\n"),
+            )
+            .unwrap();
+            key_arg = file.display().to_string();
+            args.extend(["--keys", &key_arg]);
+        }
+        let (lines, ok) = decode(&args, "");
+        assert!(ok, "{}", vector["name"]);
+        assert_eq!(lines.len(), 1, "{}", vector["name"]);
+        let wpt = &lines[0]["wpt"];
+        for (field, expected) in vector["expect"]["wpt"].as_object().unwrap() {
+            let got = &wpt[field];
+            match (expected.as_f64(), got.as_f64()) {
+                (Some(e), Some(g)) => assert!(
+                    (e - g).abs() < 1e-9,
+                    "{} {field}: {e} vs {g}",
+                    vector["name"]
+                ),
+                _ => assert_eq!(got, expected, "{} {field}", vector["name"]),
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4);
+
+    // All vectors on stdin, one per line, with the DES key file: bad frames are reported with
+    // their reason and the exit status stays 0.
+    let stdin: String = vectors
+        .iter()
+        .map(|v| format!("{}\n", v["hex"].as_str().unwrap()))
+        .collect();
+    let (lines, ok) = decode(
+        &["--keys", &keys.display().to_string()],
+        &format!("{stdin}not hex\n"),
+    );
+    assert!(ok, "exit 0 even with bad frames");
+    assert_eq!(lines.len(), vectors.len() + 1);
+    let reasons: Vec<&str> = lines.iter().filter_map(|l| l["reason"].as_str()).collect();
+    assert!(reasons.contains(&"check_code"), "{reasons:?}");
+    assert!(reasons.contains(&"decrypt_failed"), "{reasons:?}");
+    assert!(
+        reasons.contains(&"cipher_mismatch"),
+        "3des/aes vectors against a des key: {reasons:?}"
+    );
+    assert_eq!(reasons.last(), Some(&"bad_input"));
+    let decoded = lines.iter().filter(|l| l.get("error").is_none()).count();
+    assert_eq!(decoded, 4, "heartbeat, login, plain and des reports");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn demo_runs_the_codec_stage_and_accounts_for_every_frame() {
+    let dir = std::env::temp_dir().join(format!("chargewatch-demo-{}", std::process::id()));
+    let out = chargewatch()
+        .args(["demo", "--terminals", "4", "--duration", "20", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // 20 reports per terminal, one corrupted (second 16): 19 accepted each.
+    assert!(text.contains("\"realtime\": 76"), "{text}");
+    assert!(
+        text.contains("\"login\": 4") && text.contains("\"logout\": 4"),
+        "{text}"
+    );
+    assert!(text.contains("\"check_code\": 4"), "{text}");
+    assert!(text.contains("RecordBatch 76 rows"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
