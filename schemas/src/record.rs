@@ -238,6 +238,30 @@ pub struct EventRecord {
     pub logout_seq: Option<u16>,
 }
 
+impl EventRecord {
+    /// The event of a frame with `header`, sent with `cipher`, carrying `time` if any.
+    pub fn new(
+        header: &Header,
+        cipher: Cipher,
+        time: Option<TerminalTime>,
+        received_time_us: i64,
+    ) -> Self {
+        EventRecord {
+            vin: header.vin,
+            command: header.command.code(),
+            command_name: header.command.name(),
+            cipher: cipher.name(),
+            time: time.map(|t| t.to_string()),
+            event_time_us: time.map(|t| t.utc_micros()),
+            received_time_us,
+            login_seq: None,
+            iccid: None,
+            subsystems: None,
+            logout_seq: None,
+        }
+    }
+}
+
 /// Any decoded request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -249,19 +273,12 @@ pub enum Record {
 impl Record {
     pub fn new(opened: &Opened, received_time_us: i64) -> Record {
         let header = &opened.header;
-        let mut event = EventRecord {
-            vin: header.vin,
-            command: header.command.code(),
-            command_name: header.command.name(),
-            cipher: opened.cipher.name(),
-            time: opened.payload.time().map(|t| t.to_string()),
-            event_time_us: opened.payload.time().map(|t| t.utc_micros()),
+        let mut event = EventRecord::new(
+            header,
+            opened.cipher,
+            opened.payload.time(),
             received_time_us,
-            login_seq: None,
-            iccid: None,
-            subsystems: None,
-            logout_seq: None,
-        };
+        );
         match &opened.payload {
             Payload::Realtime(r) | Payload::Reissue(r) => Record::Telemetry(Box::new(
                 TelemetryRecord::new(header, opened.cipher, r, received_time_us),
@@ -303,19 +320,12 @@ impl DecodedFrame {
             let key = keys.and_then(|k| k.get(&header.vin).ok());
             let reply = open_reply(frame, key.map(|k| &**k), &mut scratch)?;
             let cipher = Cipher::from_encryption(header.encryption)?;
-            Record::Event(EventRecord {
-                vin: header.vin,
-                command: header.command.code(),
-                command_name: header.command.name(),
-                cipher: cipher.name(),
-                time: reply.time.map(|t| t.to_string()),
-                event_time_us: reply.time.map(|t| t.utc_micros()),
+            Record::Event(EventRecord::new(
+                header,
+                cipher,
+                reply.time,
                 received_time_us,
-                login_seq: None,
-                iccid: None,
-                subsystems: None,
-                logout_seq: None,
-            })
+            ))
         };
         Ok(DecodedFrame {
             flag: header.flag.code(),

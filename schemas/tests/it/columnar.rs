@@ -7,12 +7,10 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use bytes::BytesMut;
 use schemas::arrow::{Message, TelemetryDecoder, telemetry_schema};
-use schemas::frame::DEFAULT_MAX_FRAME_LEN;
 use schemas::message::telemetry_value;
-use schemas::payload::{open, request_frame};
-use schemas::{Frame, Payload, TelemetryRecord, TerminalTime, Vin, sample};
+use schemas::payload::request_frame;
+use schemas::{Payload, TelemetryRecord, TerminalTime, Vin, sample};
 use serde_json::Value;
 
 use crate::support::vectors;
@@ -94,13 +92,7 @@ fn vector_messages_decode_like_their_records() {
     let mut messages = Vec::new();
     let mut records = Vec::new();
     for vector in vectors().iter().filter(|v| v.expect.get("wpt").is_some()) {
-        let mut buf = BytesMut::from(&vector.bytes[..]);
-        let frame = Frame::parse(&mut buf, DEFAULT_MAX_FRAME_LEN)
-            .unwrap()
-            .unwrap();
-        let keys = vector.key.as_ref().map(|_| vector.keys());
-        let mut plain = Vec::new();
-        let opened = open(&frame, keys.as_ref(), &mut plain).unwrap();
+        let (opened, plain) = vector.open();
         let message = telemetry_value(&opened.header, &plain).unwrap();
         assert_eq!(message.raw[21], 0x01, "telemetry messages are unencrypted");
         messages.push(message.raw);

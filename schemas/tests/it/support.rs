@@ -19,6 +19,19 @@ impl Vector {
         self.expect.get("error").is_some()
     }
 
+    /// Parses and opens a good vector with its key; returns the opened frame and its plaintext.
+    pub fn open(&self) -> (schemas::Opened, Vec<u8>) {
+        let mut buf = BytesMut::from(&self.bytes[..]);
+        let frame = Frame::parse(&mut buf, DEFAULT_MAX_FRAME_LEN)
+            .expect("vector frames parse")
+            .expect("vector frames are whole");
+        let keys = self.key.as_ref().map(|_| self.keys());
+        let mut plain = Vec::new();
+        let opened = schemas::payload::open(&frame, keys.as_ref(), &mut plain)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        (opened, plain)
+    }
+
     /// A key store registering this vector's VIN for its cipher and key.
     pub fn keys(&self) -> KeyStore {
         let mut raw = [0u8; 17];

@@ -90,13 +90,7 @@ fn plain_vectors_decode_without_a_key_file_and_encrypted_ones_need_one() {
 fn vectors_re_encode_to_their_own_plaintext() {
     // Decoding then encoding a vector's data unit gives back the plaintext exactly.
     for vector in vectors().iter().filter(|v| !v.is_error()) {
-        let mut buf = BytesMut::from(&vector.bytes[..]);
-        let frame = Frame::parse(&mut buf, DEFAULT_MAX_FRAME_LEN)
-            .unwrap()
-            .unwrap();
-        let keys = vector.key.as_ref().map(|_| vector.keys());
-        let mut plain = Vec::new();
-        let opened = schemas::payload::open(&frame, keys.as_ref(), &mut plain).unwrap();
+        let (opened, plain) = vector.open();
         let mut again = Vec::new();
         opened.payload.encode(&mut again);
         assert_eq!(again, plain, "{}", vector.name);
