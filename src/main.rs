@@ -1,12 +1,15 @@
 //! The `chargewatch` binary: one subcommand per role or tool.
 //!
-//! Built so far: `decode` (inspect captured frames), `bench codec` (codec throughput against
-//! OpenSSL) and `demo` (the stages that exist, end to end in one process). The ingest,
-//! processor, sink and query roles get their subcommands as they are built (issues 3 to 6).
+//! Built so far: `ingest` (the terminal-facing role), `simulate` (a fleet of virtual
+//! terminals), `decode` (inspect captured frames), `bench codec` (codec throughput against
+//! OpenSSL) and `demo` (the stages that exist, end to end in one process). The processor, sink
+//! and query roles get their subcommands as they are built (issues 4 to 6).
 
 mod bench;
+mod config;
 mod decode;
 mod demo;
+mod roles;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +30,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Accept terminal connections and publish their records to Kafka.
+    Ingest(roles::IngestArgs),
+    /// Drive ingest with a fleet of simulated wireless-charging terminals.
+    Simulate(roles::SimulateArgs),
     /// Decode hex frames (arguments, or one per stdin line) to JSON, one object per frame.
     Decode {
         /// Key file (TOML) with the terminals' ciphers and keys; without it only plain frames open.
@@ -76,6 +83,8 @@ enum BenchCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Cmd::Ingest(args) => roles::ingest(args),
+        Cmd::Simulate(args) => roles::simulate(args),
         Cmd::Decode {
             keys,
             max_frame_len,

@@ -1,6 +1,22 @@
-//! Ingest: terminal connections in, decrypted and validated records into Kafka (issue 3).
+//! Ingest: terminal connections in, decrypted and validated records into Kafka; and the fleet
+//! simulator that drives it.
 //!
-//! Not built yet. It will run a tokio TCP server whose `Decoder` is a thin adapter over
-//! `schemas::frame::Frame::parse`, open frames with `schemas::payload::open`, publish
-//! `schemas::message` telemetry messages keyed by VIN, and reply to a terminal only after the
-//! broker acknowledged its record.
+//! Takes: TCP connections from charging terminals speaking PROTOCOL.md. Gives: telemetry
+//! messages (`chargewatch.telemetry`, key = VIN), events, and dead letters on Kafka; replies to
+//! terminals. Guarantees (see [`connection`]): a terminal gets a success reply only after the
+//! broker acknowledged its record (idempotent producer, `acks=all`); what cannot be accepted is
+//! dead-lettered raw with its reason; a slow broker pushes back on sockets, never on memory.
+
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod publisher;
+pub mod server;
+pub mod simulator;
+
+pub use config::IngestConfig;
+pub use error::{Error, Result};
+pub use server::Ingest;

@@ -320,6 +320,11 @@ impl KeyStore {
         self.keys.is_empty()
     }
 
+    /// Every registered terminal.
+    pub fn iter(&self) -> impl Iterator<Item = (&Vin, &Arc<TerminalKey>)> {
+        self.keys.iter()
+    }
+
     /// The key registered for `vin`.
     pub fn get(&self, vin: &Vin) -> Result<&Arc<TerminalKey>> {
         self.keys.get(vin).ok_or_else(|| Error::UnknownVin {

@@ -524,6 +524,13 @@ impl Realtime {
         Ok(Realtime { time, items })
     }
 
+    /// The report as a receiver will decode it: every value rounded to its wire resolution.
+    pub fn quantized(&self) -> Result<Realtime> {
+        let mut bytes = Vec::with_capacity(256);
+        self.encode(&mut bytes);
+        Realtime::decode(&bytes)
+    }
+
     /// Appends the plaintext data unit.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.time.bytes());

@@ -34,6 +34,8 @@ pub enum Reason {
     VinMismatch,
     /// Data before the terminal logged in on this connection.
     NotLoggedIn,
+    /// A frame whose response flag says it is a reply: the platform sends terminals no commands.
+    UnexpectedReply,
     /// The broker did not accept the record; the terminal was told to reissue.
     DeliveryFailed,
     /// A record that arrived after its window closed (processor).
@@ -44,7 +46,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in documentation order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Garbage,
         Reason::TooLong,
         Reason::Truncated,
@@ -58,6 +60,7 @@ impl Reason {
         Reason::UnknownCommand,
         Reason::VinMismatch,
         Reason::NotLoggedIn,
+        Reason::UnexpectedReply,
         Reason::DeliveryFailed,
         Reason::Late,
         Reason::BadMessage,
@@ -79,6 +82,7 @@ impl Reason {
             Reason::UnknownCommand => "unknown_command",
             Reason::VinMismatch => "vin_mismatch",
             Reason::NotLoggedIn => "not_logged_in",
+            Reason::UnexpectedReply => "unexpected_reply",
             Reason::DeliveryFailed => "delivery_failed",
             Reason::Late => "late",
             Reason::BadMessage => "bad_message",

@@ -1,0 +1,205 @@
+//! The ingest server: accept loop, connection limit, admin endpoints, key reload, shutdown.
+//!
+//! On shutdown (SIGTERM): stop accepting, stop reading sockets, let every pending delivery
+//! finish and its reply be written (within `shutdown_grace`), flush the producer, return.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use schemas::message::{KafkaSettings, Topics};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::IngestConfig;
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+use crate::publisher::Publisher;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: IngestConfig,
+    pub keys: Arc<KeyRing>,
+    pub publisher: Publisher,
+    pub metrics: Metrics,
+    /// Permits for records awaiting the broker, across all connections.
+    pub in_flight: Arc<Semaphore>,
+    pub ready: AtomicBool,
+}
+
+/// A running ingest server.
+#[derive(Debug)]
+pub struct Ingest {
+    pub listen_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    task: JoinHandle<crate::Result<()>>,
+}
+
+impl Ingest {
+    /// Binds the listeners and starts serving.
+    pub async fn start(
+        kafka: &KafkaSettings,
+        topics: Topics,
+        config: IngestConfig,
+    ) -> crate::Result<Ingest> {
+        let keys = Arc::new(KeyRing::load(config.keys.clone())?);
+        let publisher = Publisher::new(kafka, topics, config.delivery_timeout)?;
+        let metrics = Metrics::new()?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let admin = TcpListener::bind(config.admin_listen).await?;
+        let listen_addr = listener.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+        let shared = Arc::new(Shared {
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight.get())),
+            config,
+            keys,
+            publisher,
+            metrics,
+            ready: AtomicBool::new(false),
+        });
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(listener, admin, shared.clone(), shutdown.clone()));
+        tracing::info!(%listen_addr, %admin_addr, "ingest listening");
+        Ok(Ingest {
+            listen_addr,
+            admin_addr,
+            shared,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Starts a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the server has shut down.
+    pub async fn wait(self) -> crate::Result<()> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(error) => Err(crate::Error::Config(format!("ingest task failed: {error}"))),
+        }
+    }
+}
+
+async fn metrics_handler(State(shared): State<Arc<Shared>>) -> String {
+    shared.metrics.render()
+}
+
+async fn ready_handler(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
+    if shared.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "broker not reachable\n")
+    }
+}
+
+/// The admin router: `/metrics`, `/healthz`, `/readyz`.
+pub fn admin_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(shared)
+}
+
+/// Marks ingest ready while a broker answers metadata requests.
+async fn probe_broker(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let probe = shared.clone();
+        let up = tokio::task::spawn_blocking(move || {
+            probe.publisher.broker_answers(Duration::from_secs(1))
+        })
+        .await
+        .unwrap_or(false);
+        shared.ready.store(up, Ordering::Relaxed);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn run(
+    listener: TcpListener,
+    admin: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> crate::Result<()> {
+    let background = CancellationToken::new();
+    let admin_stop = background.clone();
+    let admin_task = tokio::spawn(
+        axum::serve(admin, admin_router(shared.clone()))
+            .with_graceful_shutdown(async move { admin_stop.cancelled().await })
+            .into_future(),
+    );
+    tokio::spawn(probe_broker(shared.clone(), background.clone()));
+    tokio::spawn(
+        shared
+            .keys
+            .clone()
+            .watch(shared.config.keys_reload_interval, background.clone()),
+    );
+
+    let connections = Arc::new(Semaphore::new(shared.config.max_connections.get()));
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        continue;
+                    }
+                };
+                let Ok(slot) = connections.clone().try_acquire_owned() else {
+                    shared.metrics.connections.with_label_values(&["refused"]).inc();
+                    tracing::warn!(%peer, "connection refused: max_connections reached");
+                    drop(stream);
+                    continue;
+                };
+                shared.metrics.connections.with_label_values(&["accepted"]).inc();
+                shared.metrics.connections_open.inc();
+                let (shared, stop) = (shared.clone(), shutdown.clone());
+                tracker.spawn(async move {
+                    crate::connection::serve(stream, peer, shared.clone(), stop).await;
+                    shared.metrics.connections_open.dec();
+                    drop(slot);
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    let grace = shared.config.shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "connections still draining at the end of the grace period"
+        );
+    }
+    let publisher = shared.publisher.clone();
+    let flushed =
+        tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(5))).await;
+    if let Ok(Err(error)) = flushed {
+        tracing::warn!(%error, "producer flush incomplete");
+    }
+    background.cancel();
+    let _ = admin_task.await;
+    tracing::info!("ingest stopped");
+    Ok(())
+}

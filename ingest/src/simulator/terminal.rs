@@ -1,0 +1,256 @@
+//! One simulated terminal: a TCP connection, its session physics, and reply bookkeeping.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use schemas::payload::{Logout, Payload, open_reply, request_frame};
+use schemas::realtime::Realtime;
+use schemas::{Cipher, Command, Flag, Frame, TerminalKey, TerminalTime, Vin, sample};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio_util::codec::FramedRead;
+
+use super::faults::Effects;
+use super::physics::Session;
+use super::{SimConfig, Stats};
+use crate::codec::FrameCodec;
+
+/// A report awaiting its reply.
+struct Outstanding {
+    report: Realtime,
+    sent_at: Instant,
+    reissues: u32,
+}
+
+struct Terminal {
+    index: usize,
+    vin: Vin,
+    key: Arc<TerminalKey>,
+    config: Arc<SimConfig>,
+    stats: Arc<Stats>,
+    write: OwnedWriteHalf,
+    outstanding: HashMap<[u8; 6], Outstanding>,
+    acked: Vec<(Vin, Realtime)>,
+    scratch: Vec<u8>,
+}
+
+impl Terminal {
+    fn sealing(&self) -> Option<&TerminalKey> {
+        (self.key.cipher() != Cipher::None).then_some(&*self.key)
+    }
+
+    async fn send(&mut self, payload: &Payload) -> std::io::Result<()> {
+        let frame = request_frame(self.vin, payload, self.sealing(), &rand::random())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.write.write_all(&frame.raw).await
+    }
+
+    async fn send_report(&mut self, report: Realtime, reissues: u32) -> std::io::Result<()> {
+        let payload = if reissues == 0 {
+            Payload::Realtime(report)
+        } else {
+            Payload::Reissue(report)
+        };
+        self.send(&payload).await?;
+        let (Payload::Realtime(report) | Payload::Reissue(report)) = payload else {
+            return Ok(());
+        };
+        let counter = if reissues == 0 {
+            &self.stats.sent
+        } else {
+            &self.stats.reissued
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.outstanding.insert(
+            report.time.bytes(),
+            Outstanding {
+                report,
+                sent_at: Instant::now(),
+                reissues,
+            },
+        );
+        Ok(())
+    }
+
+    /// Handles one reply from ingest.
+    async fn reply(&mut self, frame: Frame) -> std::io::Result<()> {
+        let reply = match open_reply(&frame, Some(&self.key), &mut self.scratch) {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::warn!(%error, vin = %self.vin, "unreadable reply");
+                return Ok(());
+            }
+        };
+        let is_report = matches!(reply.header.command, Command::Realtime | Command::Reissue);
+        let Some(time) = reply.time.filter(|_| is_report) else {
+            return Ok(());
+        };
+        let Some(entry) = self.outstanding.remove(&time.bytes()) else {
+            return Ok(());
+        };
+        if reply.header.flag == Flag::Success {
+            self.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+            if self.config.keep_truth {
+                self.acked.push((self.vin, entry.report));
+            }
+            return Ok(());
+        }
+        self.stats.error_replies.fetch_add(1, Ordering::Relaxed);
+        self.retry(entry).await
+    }
+
+    async fn retry(&mut self, entry: Outstanding) -> std::io::Result<()> {
+        if entry.reissues >= self.config.max_reissues {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.send_report(entry.report, entry.reissues + 1).await
+    }
+
+    /// Reissues every report whose reply is overdue.
+    async fn reissue_overdue(&mut self) -> std::io::Result<()> {
+        let timeout = self.config.reply_timeout;
+        let overdue: Vec<[u8; 6]> = self
+            .outstanding
+            .iter()
+            .filter(|(_, o)| o.sent_at.elapsed() >= timeout)
+            .map(|(t, _)| *t)
+            .collect();
+        for time in overdue {
+            if let Some(entry) = self.outstanding.remove(&time) {
+                self.retry(entry).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn connect(target: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for attempt in 0..20u64 {
+        match TcpStream::connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no connection attempt")))
+}
+
+/// Runs terminal `index` to the end of its session; returns its acknowledged reports.
+pub(super) async fn run(
+    index: usize,
+    config: Arc<SimConfig>,
+    stats: Arc<Stats>,
+) -> Vec<(Vin, Realtime)> {
+    match drive(index, config, stats.clone()).await {
+        Ok(acked) => acked,
+        Err((error, acked)) => {
+            tracing::warn!(%error, index, "terminal connection failed");
+            stats.connections_failed.fetch_add(1, Ordering::Relaxed);
+            acked
+        }
+    }
+}
+
+async fn drive(
+    index: usize,
+    config: Arc<SimConfig>,
+    stats: Arc<Stats>,
+) -> Result<Vec<(Vin, Realtime)>, (std::io::Error, Vec<(Vin, Realtime)>)> {
+    let (vin, key) = config.terminals[index].clone();
+    let stream = connect(&config.target).await.map_err(|e| (e, Vec::new()))?;
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let mut replies = FramedRead::new(read, FrameCodec::new(schemas::frame::DEFAULT_MAX_FRAME_LEN));
+    let mut t = Terminal {
+        index,
+        vin,
+        key,
+        config: config.clone(),
+        stats,
+        write,
+        outstanding: HashMap::new(),
+        acked: Vec::new(),
+        scratch: Vec::new(),
+    };
+    let result = session(&mut t, &mut replies).await;
+    let acked = std::mem::take(&mut t.acked);
+    match result {
+        Ok(()) => Ok(acked),
+        Err(error) => Err((error, acked)),
+    }
+}
+
+async fn session(
+    t: &mut Terminal,
+    replies: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+) -> std::io::Result<()> {
+    let config = t.config.clone();
+    let at = |s: u32| TerminalTime::from_utc_micros(config.start_us + i64::from(s) * 1_000_000);
+    let vin_text = t.vin.to_string();
+    let seed = vin_text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut physics = Session::new(t.index, seed);
+    t.send(&sample::login(at(0), 1)).await?;
+
+    let period = (config.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / config.rate_hz));
+    let mut next_send = Instant::now();
+    let mut second = 0u32;
+    let mut housekeeping = tokio::time::interval(Duration::from_millis(200));
+    while second < config.duration_s || !t.outstanding.is_empty() {
+        let can_send = second < config.duration_s && t.outstanding.len() < config.window;
+        let send_at = next_send;
+        tokio::select! {
+            biased;
+            item = replies.next() => match item {
+                Some(Ok(Ok(frame))) => t.reply(frame).await?,
+                Some(Ok(Err(rejected))) => tracing::warn!(error = %rejected.error, "bad bytes from ingest"),
+                Some(Err(error)) => return Err(error),
+                None => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "ingest closed the connection")),
+            },
+            _ = tokio::time::sleep_until(send_at.into()), if can_send => {
+                let elapsed = Duration::from_secs(u64::from(second));
+                let fx = Effects::of(&config.faults, t.index, &vin_text, elapsed);
+                physics.step(&fx);
+                if !fx.silent {
+                    t.send_report(physics.report(at(second + 1), &fx), 0).await?;
+                    if config.heartbeat_every > 0 && second % config.heartbeat_every == config.heartbeat_every - 1 {
+                        t.send(&Payload::Heartbeat).await?;
+                    }
+                }
+                second += 1;
+                next_send = match period {
+                    Some(p) => (send_at + p).max(Instant::now() - p * 4),
+                    None => Instant::now(),
+                };
+            }
+            _ = housekeeping.tick() => t.reissue_overdue().await?,
+        }
+    }
+    t.send(&Payload::Logout(Logout {
+        time: at(config.duration_s + 1),
+        logout_seq: 1,
+    }))
+    .await?;
+    // Read until ingest has answered the logout (or closes), so nothing is cut off.
+    let deadline = tokio::time::sleep(config.reply_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            item = replies.next() => match item {
+                Some(Ok(Ok(frame))) if frame.header.command == Command::Logout => break,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    let _ = t.write.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! A broker outage: nothing acknowledged is lost, and ingest recovers by itself.
+
+use std::time::Duration;
+
+use ingest::simulator::{self, SimConfig};
+use schemas::{Cipher, Frame, KeyStore, Payload};
+
+use crate::support::{
+    Scratch, consume, http_get, ingest_config, metric, mock_cluster, mock_topics, start_ingest,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_loses_no_acknowledged_report() {
+    let cluster = mock_cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let scratch = Scratch::new();
+    let key_path = scratch.0.join("keys.toml");
+    std::fs::write(
+        &key_path,
+        simulator::generate_key_file(2, Some(Cipher::DesCbc)),
+    )
+    .unwrap();
+    let topics = mock_topics(&cluster);
+    let mut config = ingest_config(key_path.clone());
+    config.delivery_timeout = Duration::from_secs(2);
+    let server = start_ingest(&bootstrap, &topics, config).await;
+
+    let keys = KeyStore::load(&key_path).unwrap();
+    let mut sim = SimConfig::new(
+        server.listen_addr.to_string(),
+        simulator::terminals_of(&keys, 2),
+    );
+    sim.rate_hz = 10.0;
+    sim.duration_s = 80;
+    sim.reply_timeout = Duration::from_secs(3);
+    sim.max_reissues = 20;
+    sim.keep_truth = true;
+    let fleet = tokio::spawn(simulator::run(sim, |_| {}));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (status, _) = http_get(server.admin_addr, "/readyz").await;
+    assert_eq!(status, 503, "not ready while the broker is down");
+    cluster.broker_up(1).unwrap();
+
+    let report = fleet.await.unwrap();
+    assert_eq!(report.failed, 0, "{}", report.summary());
+    assert!(
+        report.error_replies + report.reissued > 0,
+        "the outage was felt: {}",
+        report.summary()
+    );
+    assert!(
+        metric(
+            server.admin_addr,
+            "ingest_deliveries_failed_total",
+            "telemetry"
+        )
+        .await
+            > 0.0
+    );
+    assert_eq!(report.acknowledged, 160, "{}", report.summary());
+
+    // Every acknowledged report is on the topic (some more than once: reissues of reports whose
+    // first copy did land).
+    let records = consume(
+        &bootstrap,
+        &topics.telemetry,
+        report.acknowledged as usize,
+        Duration::from_secs(30),
+    );
+    let stored: std::collections::HashSet<(String, [u8; 6])> = records
+        .iter()
+        .map(|r| {
+            let header = Frame::check(&r.value).unwrap();
+            let data = &r.value[schemas::frame::HEADER_LEN..r.value.len() - 1];
+            let (Payload::Realtime(report) | Payload::Reissue(report)) =
+                Payload::decode(header.command, data).unwrap()
+            else {
+                panic!("not a report")
+            };
+            (header.vin.to_string(), report.time.bytes())
+        })
+        .collect();
+    for (vin, acked) in &report.truth {
+        assert!(
+            stored.contains(&(vin.to_string(), acked.time.bytes())),
+            "acknowledged report lost: {vin}"
+        );
+    }
+    let (status, _) = http_get(server.admin_addr, "/readyz").await;
+    assert_eq!(status, 200, "ready again once the broker is back");
+    server.shutdown();
+    server.wait().await.unwrap();
+}

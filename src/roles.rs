@@ -1,0 +1,217 @@
+//! The `ingest` and `simulate` subcommands: flags, config layering, logging, signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ingest::simulator::{self, Fault, SimConfig};
+use schemas::{Cipher, KeyStore};
+
+use crate::config;
+
+/// Logging to stderr: human-readable, or JSON lines with `--log-json`. `RUST_LOG` filters.
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Config file (TOML); see config/chargewatch.example.toml.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (kafka.brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Terminal listener (ingest.listen), default 0.0.0.0:32960.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin HTTP listener for /metrics, /healthz, /readyz (ingest.admin_listen).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Key file (ingest.keys).
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn ingest(args: IngestArgs) -> Result<()> {
+    init_logging(args.log_json);
+    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
+    if let Some(brokers) = args.brokers {
+        flags.push(("kafka.brokers", brokers.into()));
+    }
+    if let Some(listen) = args.listen {
+        flags.push(("ingest.listen", listen.to_string().into()));
+    }
+    if let Some(admin) = args.admin_listen {
+        flags.push(("ingest.admin_listen", admin.to_string().into()));
+    }
+    if let Some(keys) = args.keys {
+        flags.push(("ingest.keys", keys.display().to_string().into()));
+    }
+    let config = config::load(args.config.as_deref(), flags)?;
+    runtime()?.block_on(async move {
+        let server = ingest::Ingest::start(&config.kafka, config.topics, config.ingest)
+            .await
+            .context("starting ingest")?;
+        terminated().await;
+        tracing::info!("shutting down: draining in-flight deliveries");
+        server.shutdown();
+        server.wait().await?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Ingest's terminal listener.
+    #[arg(long, default_value = "127.0.0.1:32960")]
+    target: String,
+    /// Key file of the terminals to simulate (written first with --write-keys).
+    #[arg(long)]
+    keys: PathBuf,
+    /// Write a key file of --terminals simulated terminals with random keys before running.
+    #[arg(long)]
+    write_keys: bool,
+    /// Cipher for --write-keys: none, des-cbc, 3des-cbc, aes-128-cbc, or mixed.
+    #[arg(long, default_value = "des-cbc")]
+    cipher: String,
+    /// Number of terminals.
+    #[arg(long, default_value_t = 10)]
+    terminals: usize,
+    /// Reports per second per terminal; 0 sends as fast as replies allow (benchmark mode).
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Simulated seconds per terminal (one report each).
+    #[arg(long, default_value_t = 60)]
+    duration: u32,
+    /// Scripted fault, KIND:TARGET@START[+DURATION], repeatable; kinds: tx-coil-overheat, fod,
+    /// living-object, misalignment, efficiency-drop, inverter-freq-drift, grid-overvoltage,
+    /// grid-undervoltage, battery-overtemp, comm-loss, alarm.
+    #[arg(long = "fault")]
+    faults: Vec<String>,
+    /// Reissue a report with no reply after this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    reply_timeout: Duration,
+    /// Unacknowledged reports per terminal.
+    #[arg(long, default_value_t = 32)]
+    window: usize,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn simulate(args: SimulateArgs) -> Result<()> {
+    init_logging(false);
+    if args.write_keys {
+        let cipher = match args.cipher.as_str() {
+            "mixed" => None,
+            name => {
+                Some(Cipher::from_name(name).with_context(|| format!("unknown cipher {name:?}"))?)
+            }
+        };
+        std::fs::write(
+            &args.keys,
+            simulator::generate_key_file(args.terminals, cipher),
+        )
+        .with_context(|| format!("writing {}", args.keys.display()))?;
+        eprintln!(
+            "wrote {} terminals to {}",
+            args.terminals,
+            args.keys.display()
+        );
+    }
+    let keys =
+        KeyStore::load(&args.keys).with_context(|| format!("loading {}", args.keys.display()))?;
+    let terminals = simulator::terminals_of(&keys, args.terminals);
+    anyhow::ensure!(
+        !terminals.is_empty(),
+        "no terminals in {}",
+        args.keys.display()
+    );
+    let faults = args
+        .faults
+        .iter()
+        .map(|spec| spec.parse::<Fault>().map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let mut config = SimConfig::new(args.target, terminals);
+    config.rate_hz = args.rate;
+    config.duration_s = args.duration;
+    config.faults = faults;
+    config.reply_timeout = args.reply_timeout;
+    config.window = args.window.max(1);
+    let expected = config.terminals.len() as u64 * u64::from(config.duration_s);
+    let bar = if args.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(expected)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} acknowledged {msg} [{elapsed}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress_bar = bar.clone();
+    let report = runtime()?.block_on(simulator::run(config, move |stats| {
+        use std::sync::atomic::Ordering::Relaxed;
+        progress_bar.set_position(stats.acknowledged.load(Relaxed));
+        progress_bar.set_message(format!(
+            "(sent {}, reissued {}, failed {})",
+            stats.sent.load(Relaxed),
+            stats.reissued.load(Relaxed),
+            stats.failed.load(Relaxed)
+        ));
+    }));
+    bar.finish_and_clear();
+    println!("{}", report.summary());
+    anyhow::ensure!(
+        report.connections_failed == 0,
+        "{} terminals could not stay connected",
+        report.connections_failed
+    );
+    Ok(())
+}
