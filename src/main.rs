@@ -50,17 +50,23 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
-    /// Run what is built of the pipeline in one process on generated fleet traffic.
+    /// Run the pipeline built so far in one process: embedded broker, ingest, simulated fleet.
     Demo {
-        /// Terminals in the generated fleet.
+        /// Terminals in the simulated fleet.
         #[arg(long, default_value_t = 12)]
         terminals: usize,
-        /// Seconds of traffic (one report per terminal per second).
+        /// Simulated seconds of charging per terminal.
         #[arg(long, default_value_t = 60)]
         duration: u32,
+        /// Reports per second per terminal (simulated time runs this much faster).
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
         /// Where the demo writes its key file.
         #[arg(long, default_value = "data/demo")]
         dir: PathBuf,
+        /// Real Kafka brokers instead of the embedded mock cluster.
+        #[arg(long)]
+        brokers: Option<String>,
     },
 }
 
@@ -77,6 +83,24 @@ enum BenchCmd {
         /// Run only the rows whose name contains this text (e.g. `RecordBatch`, `des-cbc`).
         #[arg(long)]
         only: Option<String>,
+    },
+    /// Simulator at max rate -> ingest -> broker, against a raw rdkafka producer (same run).
+    Ingest {
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Simulated terminals.
+        #[arg(long, default_value_t = 50)]
+        terminals: usize,
+        /// Reports per terminal.
+        #[arg(long, default_value_t = 2000)]
+        reports: u32,
+        /// Terminal cipher.
+        #[arg(long, default_value = "des-cbc")]
+        cipher: String,
+        /// Unacknowledged reports per terminal.
+        #[arg(long, default_value_t = 32)]
+        window: usize,
     },
 }
 
@@ -98,11 +122,26 @@ fn main() -> ExitCode {
                     only,
                 },
         } => bench::codec(seconds, !no_openssl, only.as_deref()),
+        Cmd::Bench {
+            what:
+                BenchCmd::Ingest {
+                    brokers,
+                    terminals,
+                    reports,
+                    cipher,
+                    window,
+                },
+        } => match schemas::Cipher::from_name(&cipher) {
+            Some(cipher) => bench::ingest(&brokers, terminals, reports, cipher, window),
+            None => Err(anyhow::anyhow!("unknown cipher {cipher:?}")),
+        },
         Cmd::Demo {
             terminals,
             duration,
+            rate,
             dir,
-        } => demo::run(terminals, duration, &dir),
+            brokers,
+        } => demo::run(terminals, duration, rate, &dir, brokers),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

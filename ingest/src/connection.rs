@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
 use schemas::message::{DeadLetter, EventMessage, TelemetryHeaders, event_kinds, telemetry_value};
 use schemas::payload::{Opened, Payload, open, reply_frame};
 use schemas::record::{FrameId, TelemetryRecord};
@@ -474,9 +474,12 @@ pub async fn serve(
 
     let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut last_frame = Instant::now();
+    let timer = tokio::time::sleep_until((last_frame + config.idle_timeout).into());
+    tokio::pin!(timer);
     let mut close_reason: Option<&'static str> = None;
     let mut write_ok = true;
     let mut replies: VecDeque<Bytes> = VecDeque::new();
+    let mut out = BytesMut::new();
     loop {
         let reading = close_reason.is_none();
         let room = pending.len() < config.max_in_flight_per_connection.get();
@@ -485,6 +488,10 @@ pub async fn serve(
         } else {
             last_frame + config.half_sent_timeout.min(config.idle_timeout)
         };
+        // One timer per connection, moved only when the deadline moves.
+        if timer.deadline() != deadline.into() {
+            timer.as_mut().reset(deadline.into());
+        }
         tokio::select! {
             biased;
             Some(reply) = pending.next(), if !pending.is_empty() => {
@@ -522,7 +529,7 @@ pub async fn serve(
                     close_reason = Some("too_many_bad_frames");
                 }
             }
-            _ = tokio::time::sleep_until(deadline.into()), if reading => {
+            _ = &mut timer, if reading => {
                 if frames.read_buffer().is_empty() {
                     close_reason = Some("idle_timeout");
                 } else {
@@ -539,16 +546,21 @@ pub async fn serve(
             }
             _ = shutdown.cancelled(), if reading => close_reason = Some("shutdown"),
         }
-        while let Some(reply) = replies.pop_front() {
-            if write_ok {
-                match write.write_all(&reply).await {
-                    Ok(()) => {}
-                    Err(error) => {
-                        // Records stay durable; the terminal reissues what it saw no reply for.
-                        tracing::debug!(%error, peer = %conn.peer, "reply not written");
-                        write_ok = false;
-                    }
-                }
+        // Collect every reply that is ready now and write them with one system call.
+        while !replies.is_empty() || !pending.is_empty() {
+            match pending.next().now_or_never() {
+                Some(Some(Some(reply))) => replies.push_back(reply),
+                Some(Some(None)) => continue,
+                _ => break,
+            }
+        }
+        if !replies.is_empty() {
+            out.clear();
+            replies.drain(..).for_each(|r| out.extend_from_slice(&r));
+            if write_ok && let Err(error) = write.write_all(&out).await {
+                // Records stay durable; the terminal reissues what it saw no reply for.
+                tracing::debug!(%error, peer = %conn.peer, "reply not written");
+                write_ok = false;
             }
         }
         if close_reason.is_some() {

@@ -137,26 +137,50 @@ fn decode_prints_the_wpt_snapshot_of_each_public_vector() {
 }
 
 #[test]
-fn demo_runs_the_codec_stage_and_accounts_for_every_frame() {
+fn demo_runs_the_pipeline_on_the_embedded_broker() {
     let dir = std::env::temp_dir().join(format!("chargewatch-demo-{}", std::process::id()));
     let out = chargewatch()
-        .args(["demo", "--terminals", "4", "--duration", "20", "--dir"])
+        .args([
+            "demo",
+            "--terminals",
+            "4",
+            "--duration",
+            "20",
+            "--rate",
+            "50",
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    // 20 reports per terminal, one corrupted (second 16): 19 accepted each.
-    assert!(text.contains("\"realtime\": 76"), "{text}");
+    // Terminal 1 is misaligned, 2 overheats, 3 sees a foreign object: all keep reporting.
+    assert!(
+        text.contains("acknowledged 80, reissued 0, error replies 0, failed 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("telemetry topic: 80 records -> RecordBatch of 80 rows"),
+        "{text}"
+    );
     assert!(
         text.contains("\"login\": 4") && text.contains("\"logout\": 4"),
         "{text}"
     );
-    assert!(text.contains("\"check_code\": 4"), "{text}");
-    assert!(text.contains("RecordBatch 76 rows"), "{text}");
+    // The noisy line: its junk and its corrupted report are dead-lettered.
+    assert!(
+        text.contains("\"check_code\": 1") && text.contains("\"garbage\": 1"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("keys.toml"))
+            .unwrap()
+            .contains("3des-cbc")
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

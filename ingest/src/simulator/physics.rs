@@ -170,14 +170,9 @@ impl Session {
         };
     }
 
-    /// The report of this second (vehicle data, alarms, WPT snapshot), rounded to the wire's
-    /// resolution, so it equals what a receiver decodes.
+    /// The report of this second: vehicle data, alarms and the WPT snapshot. Values carry more
+    /// precision than the wire; `Realtime::quantized` gives what a receiver decodes.
     pub fn report(&self, time: TerminalTime, fx: &Effects) -> Realtime {
-        let report = self.raw_report(time, fx);
-        report.quantized().unwrap_or(report)
-    }
-
-    fn raw_report(&self, time: TerminalTime, fx: &Effects) -> Realtime {
         let temp = |c: f64| Valid(c.round() as i64);
         let power_kw = self.dc_power_w / 1000.0;
         let charging = self.phase == Phase::Charging;

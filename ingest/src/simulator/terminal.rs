@@ -33,6 +33,8 @@ struct Terminal {
     config: Arc<SimConfig>,
     stats: Arc<Stats>,
     write: OwnedWriteHalf,
+    /// Frames built but not yet written: flushed once per loop turn, one system call.
+    out: Vec<u8>,
     outstanding: HashMap<[u8; 6], Outstanding>,
     acked: Vec<(Vin, Realtime)>,
     scratch: Vec<u8>,
@@ -43,19 +45,29 @@ impl Terminal {
         (self.key.cipher() != Cipher::None).then_some(&*self.key)
     }
 
-    async fn send(&mut self, payload: &Payload) -> std::io::Result<()> {
+    /// Queues a frame; `flush` writes what is queued.
+    fn send(&mut self, payload: &Payload) -> std::io::Result<()> {
         let frame = request_frame(self.vin, payload, self.sealing(), &rand::random())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        self.write.write_all(&frame.raw).await
+        self.out.extend_from_slice(&frame.raw);
+        Ok(())
     }
 
-    async fn send_report(&mut self, report: Realtime, reissues: u32) -> std::io::Result<()> {
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.write.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn send_report(&mut self, report: Realtime, reissues: u32) -> std::io::Result<()> {
         let payload = if reissues == 0 {
             Payload::Realtime(report)
         } else {
             Payload::Reissue(report)
         };
-        self.send(&payload).await?;
+        self.send(&payload)?;
         let (Payload::Realtime(report) | Payload::Reissue(report)) = payload else {
             return Ok(());
         };
@@ -77,7 +89,7 @@ impl Terminal {
     }
 
     /// Handles one reply from ingest.
-    async fn reply(&mut self, frame: Frame) -> std::io::Result<()> {
+    fn reply(&mut self, frame: Frame) -> std::io::Result<()> {
         let reply = match open_reply(&frame, Some(&self.key), &mut self.scratch) {
             Ok(reply) => reply,
             Err(error) => {
@@ -95,24 +107,26 @@ impl Terminal {
         if reply.header.flag == Flag::Success {
             self.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
             if self.config.keep_truth {
-                self.acked.push((self.vin, entry.report));
+                // What ingest decoded: the report at the wire's resolution.
+                let report = entry.report.quantized().unwrap_or(entry.report);
+                self.acked.push((self.vin, report));
             }
             return Ok(());
         }
         self.stats.error_replies.fetch_add(1, Ordering::Relaxed);
-        self.retry(entry).await
+        self.retry(entry)
     }
 
-    async fn retry(&mut self, entry: Outstanding) -> std::io::Result<()> {
+    fn retry(&mut self, entry: Outstanding) -> std::io::Result<()> {
         if entry.reissues >= self.config.max_reissues {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        self.send_report(entry.report, entry.reissues + 1).await
+        self.send_report(entry.report, entry.reissues + 1)
     }
 
     /// Reissues every report whose reply is overdue.
-    async fn reissue_overdue(&mut self) -> std::io::Result<()> {
+    fn reissue_overdue(&mut self) -> std::io::Result<()> {
         let timeout = self.config.reply_timeout;
         let overdue: Vec<[u8; 6]> = self
             .outstanding
@@ -122,7 +136,7 @@ impl Terminal {
             .collect();
         for time in overdue {
             if let Some(entry) = self.outstanding.remove(&time) {
-                self.retry(entry).await?;
+                self.retry(entry)?;
             }
         }
         Ok(())
@@ -174,6 +188,7 @@ async fn drive(
         config: config.clone(),
         stats,
         write,
+        out: Vec::with_capacity(16 * 1024),
         outstanding: HashMap::new(),
         acked: Vec::new(),
         scratch: Vec::new(),
@@ -197,47 +212,62 @@ async fn session(
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     let mut physics = Session::new(t.index, seed);
-    t.send(&sample::login(at(0), 1)).await?;
+    t.send(&sample::login(at(0), 1))?;
+    t.flush().await?;
 
     let period = (config.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / config.rate_hz));
     let mut next_send = Instant::now();
     let mut second = 0u32;
     let mut housekeeping = tokio::time::interval(Duration::from_millis(200));
+    let send_timer = tokio::time::sleep_until(next_send.into());
+    tokio::pin!(send_timer);
     while second < config.duration_s || !t.outstanding.is_empty() {
         let can_send = second < config.duration_s && t.outstanding.len() < config.window;
         let send_at = next_send;
+        if send_timer.deadline() != send_at.into() {
+            send_timer.as_mut().reset(send_at.into());
+        }
         tokio::select! {
             biased;
             item = replies.next() => match item {
-                Some(Ok(Ok(frame))) => t.reply(frame).await?,
+                Some(Ok(Ok(frame))) => t.reply(frame)?,
                 Some(Ok(Err(rejected))) => tracing::warn!(error = %rejected.error, "bad bytes from ingest"),
                 Some(Err(error)) => return Err(error),
                 None => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "ingest closed the connection")),
             },
-            _ = tokio::time::sleep_until(send_at.into()), if can_send => {
-                let elapsed = Duration::from_secs(u64::from(second));
-                let fx = Effects::of(&config.faults, t.index, &vin_text, elapsed);
-                physics.step(&fx);
-                if !fx.silent {
-                    t.send_report(physics.report(at(second + 1), &fx), 0).await?;
-                    if config.heartbeat_every > 0 && second % config.heartbeat_every == config.heartbeat_every - 1 {
-                        t.send(&Payload::Heartbeat).await?;
+            _ = &mut send_timer, if can_send => {
+                // One report per tick; at max rate, as many as the window allows.
+                loop {
+                    let elapsed = Duration::from_secs(u64::from(second));
+                    let fx = Effects::of(&config.faults, t.index, &vin_text, elapsed);
+                    physics.step(&fx);
+                    if !fx.silent {
+                        t.send_report(physics.report(at(second + 1), &fx), 0)?;
+                        if config.heartbeat_every > 0 && second % config.heartbeat_every == config.heartbeat_every - 1 {
+                            t.send(&Payload::Heartbeat)?;
+                        }
+                    }
+                    second += 1;
+                    let more = period.is_none() && second < config.duration_s && t.outstanding.len() < config.window;
+                    if !more {
+                        break;
                     }
                 }
-                second += 1;
                 next_send = match period {
                     Some(p) => (send_at + p).max(Instant::now() - p * 4),
-                    None => Instant::now(),
+                    // Max rate: the timer stays elapsed, so the window alone paces sending.
+                    None => send_at,
                 };
             }
-            _ = housekeeping.tick() => t.reissue_overdue().await?,
+            _ = housekeeping.tick() => t.reissue_overdue()?,
         }
+        t.flush().await?;
     }
     t.send(&Payload::Logout(Logout {
         time: at(config.duration_s + 1),
         logout_seq: 1,
-    }))
-    .await?;
+    }))?;
+    t.flush().await?;
     // Read until ingest has answered the logout (or closes), so nothing is cut off.
     let deadline = tokio::time::sleep(config.reply_timeout);
     tokio::pin!(deadline);

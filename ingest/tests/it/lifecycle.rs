@@ -1,0 +1,213 @@
+//! Key-file reload without dropping connections, limits, metrics, and graceful shutdown.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use ingest::codec::FrameCodec;
+use ingest::simulator::{self, SimConfig};
+use schemas::payload::request_frame;
+use schemas::{Cipher, Command, Flag, Frame, KeyStore, Payload, TerminalTime, sample};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+use crate::support::{
+    Scratch, consume, ingest_config, metric, mock_cluster, mock_topics, start_ingest,
+};
+
+/// Sends `frame` on a raw connection and returns the reply's command and flag.
+async fn exchange(
+    read: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    frame: &Frame,
+) -> Option<(Command, Flag)> {
+    write.write_all(&frame.raw).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), read.next()).await {
+        Ok(Some(Ok(Ok(reply)))) => Some((reply.header.command, reply.header.flag)),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_file_reload_keeps_connections_and_admits_new_terminals() {
+    let cluster = mock_cluster();
+    let topics = mock_topics(&cluster);
+    let scratch = Scratch::new();
+    let key_path = scratch.0.join("keys.toml");
+    let both = simulator::generate_key_file(2, Some(Cipher::DesCbc));
+    // Start with only the first terminal registered.
+    let first_only: String = both
+        .split("\n[[terminal]]")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n[[terminal]]");
+    std::fs::write(&key_path, &first_only).unwrap();
+    let mut config = ingest_config(key_path.clone());
+    config.keys_reload_interval = Duration::from_millis(200);
+    let server = start_ingest(&cluster.bootstrap_servers(), &topics, config).await;
+
+    let all = KeyStore::from_toml(&both).unwrap();
+    let fleet = simulator::terminals_of(&all, 2);
+    let t0 = TerminalTime::from_utc_micros(1_795_436_130_000_000);
+    let login = |i: usize| {
+        request_frame(
+            fleet[i].0,
+            &sample::login(t0, 1),
+            Some(&fleet[i].1),
+            &[3; 16],
+        )
+        .unwrap()
+    };
+    let report = |i: usize, s: u32| {
+        let time = TerminalTime::from_utc_micros(1_795_436_130_000_000 + i64::from(s) * 1_000_000);
+        request_frame(
+            fleet[i].0,
+            &sample::wpt_report(time, "ST-1", s),
+            Some(&fleet[i].1),
+            &[4; 16],
+        )
+        .unwrap()
+    };
+
+    let (r, mut w1) = TcpStream::connect(server.listen_addr)
+        .await
+        .unwrap()
+        .into_split();
+    let mut r1 = FramedRead::new(r, FrameCodec::new(4096));
+    assert_eq!(
+        exchange(&mut r1, &mut w1, &login(0)).await,
+        Some((Command::Login, Flag::Success))
+    );
+    let (r, mut w2) = TcpStream::connect(server.listen_addr)
+        .await
+        .unwrap()
+        .into_split();
+    let mut r2 = FramedRead::new(r, FrameCodec::new(4096));
+    assert_eq!(
+        exchange(&mut r2, &mut w2, &login(1)).await,
+        Some((Command::Login, Flag::Error)),
+        "not registered yet"
+    );
+
+    std::fs::write(&key_path, &both).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        exchange(&mut r2, &mut w2, &login(1)).await,
+        Some((Command::Login, Flag::Success)),
+        "after reload"
+    );
+    assert_eq!(
+        exchange(&mut r2, &mut w2, &report(1, 1)).await,
+        Some((Command::Realtime, Flag::Success))
+    );
+    // The connection opened before the reload carries on.
+    assert_eq!(
+        exchange(&mut r1, &mut w1, &report(0, 1)).await,
+        Some((Command::Realtime, Flag::Success))
+    );
+
+    // A broken key file keeps the keys in force.
+    std::fs::write(&key_path, "this is not toml [[").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        exchange(&mut r1, &mut w1, &report(0, 2)).await,
+        Some((Command::Realtime, Flag::Success))
+    );
+
+    let accepted = metric(
+        server.admin_addr,
+        "ingest_frames_received_total",
+        "command=\"realtime\",outcome=\"accepted\"",
+    )
+    .await;
+    assert_eq!(accepted, 3.0);
+    let rejected = metric(
+        server.admin_addr,
+        "ingest_rejects_total",
+        "reason=\"unknown_vin\"",
+    )
+    .await;
+    assert_eq!(rejected, 1.0);
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_deliveries_and_replies() {
+    let cluster = mock_cluster();
+    let topics = mock_topics(&cluster);
+    let scratch = Scratch::new();
+    let key_path = scratch.0.join("keys.toml");
+    std::fs::write(
+        &key_path,
+        simulator::generate_key_file(3, Some(Cipher::Aes128Cbc)),
+    )
+    .unwrap();
+    let server = start_ingest(
+        &cluster.bootstrap_servers(),
+        &topics,
+        ingest_config(key_path.clone()),
+    )
+    .await;
+    let keys = KeyStore::load(&key_path).unwrap();
+    let mut sim = SimConfig::new(
+        server.listen_addr.to_string(),
+        simulator::terminals_of(&keys, 3),
+    );
+    sim.rate_hz = 50.0;
+    sim.duration_s = 500;
+    sim.keep_truth = true;
+    let fleet = tokio::spawn(simulator::run(sim, |_| {}));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let shared = server.shared.clone();
+    server.shutdown();
+    tokio::time::timeout(Duration::from_secs(15), server.wait())
+        .await
+        .expect("drained within the grace period")
+        .unwrap();
+    let report = fleet.await.unwrap();
+    assert!(report.acknowledged > 50, "{}", report.summary());
+    assert_eq!(
+        report.connections_failed,
+        3,
+        "ingest closed every connection: {}",
+        report.summary()
+    );
+    assert_eq!(
+        shared.metrics.in_flight.get(),
+        0,
+        "nothing left awaiting the broker"
+    );
+    assert_eq!(
+        shared.in_flight.available_permits(),
+        shared.config.max_in_flight.get()
+    );
+
+    // Every report acknowledged before the shutdown is on the topic.
+    let records = consume(
+        &cluster.bootstrap_servers(),
+        &topics.telemetry,
+        report.acknowledged as usize,
+        Duration::from_secs(20),
+    );
+    let stored: std::collections::HashSet<(String, [u8; 6])> = records
+        .iter()
+        .map(|r| {
+            let header = Frame::check(&r.value).unwrap();
+            let data = &r.value[schemas::frame::HEADER_LEN..r.value.len() - 1];
+            let (Payload::Realtime(rt) | Payload::Reissue(rt)) =
+                Payload::decode(header.command, data).unwrap()
+            else {
+                panic!("not a report")
+            };
+            (header.vin.to_string(), rt.time.bytes())
+        })
+        .collect();
+    for (vin, acked) in &report.truth {
+        assert!(
+            stored.contains(&(vin.to_string(), acked.time.bytes())),
+            "acknowledged report lost in shutdown"
+        );
+    }
+}
