@@ -34,6 +34,8 @@ enum Cmd {
     Ingest(roles::IngestArgs),
     /// Drive ingest with a fleet of simulated wireless-charging terminals.
     Simulate(roles::SimulateArgs),
+    /// Create the configured topics that do not exist yet.
+    Topics(roles::TopicsArgs),
     /// Decode hex frames (arguments, or one per stdin line) to JSON, one object per frame.
     Decode {
         /// Key file (TOML) with the terminals' ciphers and keys; without it only plain frames open.
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Ingest(args) => roles::ingest(args),
         Cmd::Simulate(args) => roles::simulate(args),
+        Cmd::Topics(args) => roles::create_topics(args),
         Cmd::Decode {
             keys,
             max_frame_len,

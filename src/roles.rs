@@ -125,7 +125,7 @@ pub struct SimulateArgs {
     /// Reports per second per terminal; 0 sends as fast as replies allow (benchmark mode).
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
-    /// Simulated seconds per terminal (one report each).
+    /// Simulated seconds per terminal (one report each); 0 with --write-keys only writes keys.
     #[arg(long, default_value_t = 60)]
     duration: u32,
     /// Scripted fault, KIND:TARGET@START[+DURATION], repeatable; kinds: tx-coil-overheat, fod,
@@ -163,6 +163,9 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             args.terminals,
             args.keys.display()
         );
+        if args.duration == 0 {
+            return Ok(());
+        }
     }
     let keys =
         KeyStore::load(&args.keys).with_context(|| format!("loading {}", args.keys.display()))?;
@@ -214,4 +217,70 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         report.connections_failed
     );
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// Config file (TOML) naming the topics and brokers.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (kafka.brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Partitions per topic: the most consumers of one group that can share the work.
+    #[arg(long, default_value_t = 12)]
+    partitions: i32,
+    /// Replication factor.
+    #[arg(long, default_value_t = 1)]
+    replication: i32,
+}
+
+/// `chargewatch topics`: creates every configured topic that does not exist yet.
+pub fn create_topics(args: TopicsArgs) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
+    if let Some(brokers) = args.brokers {
+        flags.push(("kafka.brokers", brokers.into()));
+    }
+    let config = config::load(args.config.as_deref(), flags)?;
+    let t = &config.topics;
+    let names: Vec<&String> = [
+        &t.telemetry,
+        &t.telemetry_json,
+        &t.events,
+        &t.deadletter,
+        &t.alerts,
+    ]
+    .into_iter()
+    .filter(|n| !n.is_empty())
+    .collect();
+    runtime()?.block_on(async {
+        let mut client = rdkafka::ClientConfig::new();
+        client.set("bootstrap.servers", &config.kafka.brokers);
+        for (key, value) in &config.kafka.properties {
+            client.set(key, value);
+        }
+        let admin: AdminClient<DefaultClientContext> = client.create()?;
+        let new: Vec<NewTopic> = names
+            .iter()
+            .map(|n| {
+                NewTopic::new(
+                    n,
+                    args.partitions,
+                    TopicReplication::Fixed(args.replication),
+                )
+            })
+            .collect();
+        for result in admin.create_topics(&new, &AdminOptions::new()).await? {
+            match result {
+                Ok(topic) => println!("created {topic}"),
+                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => println!("exists  {topic}"),
+                Err((topic, code)) => anyhow::bail!("creating {topic}: {code}"),
+            }
+        }
+        Ok(())
+    })
 }

@@ -115,6 +115,38 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// Warns about configured topics the broker does not know (records for them would fail).
+fn check_topics(publisher: &Publisher) {
+    use rdkafka::producer::Producer;
+    let topics = publisher.topics();
+    let wanted = [
+        &topics.telemetry,
+        &topics.telemetry_json,
+        &topics.events,
+        &topics.deadletter,
+    ];
+    let metadata = match publisher
+        .producer()
+        .client()
+        .fetch_metadata(None, Duration::from_secs(5))
+    {
+        Ok(metadata) => metadata,
+        Err(error) => {
+            tracing::warn!(%error, "broker not reachable at start; deliveries wait for it");
+            return;
+        }
+    };
+    for name in wanted.into_iter().filter(|n| !n.is_empty()) {
+        let exists = metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == name.as_str() && t.error().is_none());
+        if !exists {
+            tracing::warn!(topic = %name, "topic does not exist: its records will fail (create it with `chargewatch topics`)");
+        }
+    }
+}
+
 /// Marks ingest ready while a broker answers metadata requests.
 async fn probe_broker(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
@@ -145,6 +177,8 @@ async fn run(
             .with_graceful_shutdown(async move { admin_stop.cancelled().await })
             .into_future(),
     );
+    let checker = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || check_topics(&checker.publisher)).await;
     tokio::spawn(probe_broker(shared.clone(), background.clone()));
     tokio::spawn(
         shared
