@@ -6,13 +6,14 @@ use futures::StreamExt;
 use ingest::codec::FrameCodec;
 use ingest::simulator::{self, SimConfig};
 use schemas::payload::request_frame;
-use schemas::{Cipher, Command, Flag, Frame, KeyStore, Payload, TerminalTime, sample};
+use schemas::{Cipher, Command, Flag, Frame, KeyStore, TerminalTime, sample};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::support::{
     Scratch, consume, ingest_config, metric, mock_cluster, mock_topics, start_ingest,
+    stored_reports,
 };
 
 /// Sends `frame` on a raw connection and returns the reply's command and flag.
@@ -191,23 +192,118 @@ async fn shutdown_drains_in_flight_deliveries_and_replies() {
         report.acknowledged as usize,
         Duration::from_secs(20),
     );
-    let stored: std::collections::HashSet<(String, [u8; 6])> = records
-        .iter()
-        .map(|r| {
-            let header = Frame::check(&r.value).unwrap();
-            let data = &r.value[schemas::frame::HEADER_LEN..r.value.len() - 1];
-            let (Payload::Realtime(rt) | Payload::Reissue(rt)) =
-                Payload::decode(header.command, data).unwrap()
-            else {
-                panic!("not a report")
-            };
-            (header.vin.to_string(), rt.time.bytes())
-        })
-        .collect();
+    let stored = stored_reports(&records);
     for (vin, acked) in &report.truth {
         assert!(
             stored.contains(&(vin.to_string(), acked.time.bytes())),
             "acknowledged report lost in shutdown"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_close_what_misbehaves_and_the_json_mirror_carries_records() {
+    let cluster = mock_cluster();
+    let mut topics = mock_topics(&cluster);
+    topics.telemetry_json = crate::support::unique("telemetry-json");
+    cluster
+        .create_topic(&topics.telemetry_json, crate::support::PARTITIONS, 1)
+        .unwrap();
+    let scratch = Scratch::new();
+    let key_path = scratch.0.join("keys.toml");
+    std::fs::write(
+        &key_path,
+        simulator::generate_key_file(1, Some(Cipher::None)),
+    )
+    .unwrap();
+    let mut config = ingest_config(key_path.clone());
+    config.max_connections = std::num::NonZeroUsize::new(2).unwrap();
+    config.idle_timeout = Duration::from_secs(3);
+    config.max_bad_frames = 3;
+    let server = start_ingest(&cluster.bootstrap_servers(), &topics, config).await;
+    let keys = KeyStore::load(&key_path).unwrap();
+    let (vin, _plain_key) = simulator::terminals_of(&keys, 1).remove(0);
+    let t0 = TerminalTime::from_utc_micros(1_795_436_130_000_000);
+
+    // A logged-in terminal's report also lands, as JSON, on the mirror topic.
+    let (r, mut w) = TcpStream::connect(server.listen_addr)
+        .await
+        .unwrap()
+        .into_split();
+    let mut r = FramedRead::new(r, FrameCodec::new(4096));
+    let login = request_frame(vin, &sample::login(t0, 1), None, &[0; 16]).unwrap();
+    assert_eq!(
+        exchange(&mut r, &mut w, &login).await,
+        Some((Command::Login, Flag::Success))
+    );
+    let report = request_frame(vin, &sample::wpt_report(t0, "ST-J", 1), None, &[0; 16]).unwrap();
+    assert_eq!(
+        exchange(&mut r, &mut w, &report).await,
+        Some((Command::Realtime, Flag::Success))
+    );
+
+    // Three bad frames in a row close the connection (after their error replies).
+    let mut bad = report.raw.to_vec();
+    *bad.last_mut().unwrap() ^= 1;
+    for _ in 0..3 {
+        w.write_all(&bad).await.unwrap();
+    }
+    let mut replies = 0;
+    while let Ok(Some(Ok(Ok(frame)))) = tokio::time::timeout(Duration::from_secs(3), r.next()).await
+    {
+        assert_eq!(frame.header.flag, Flag::Error);
+        replies += 1;
+    }
+    assert_eq!(replies, 3, "each bad frame answered, then closed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        metric(
+            server.admin_addr,
+            "ingest_connections_closed_total",
+            "too_many_bad_frames"
+        )
+        .await,
+        1.0
+    );
+
+    // Two connections are the limit; a third is refused at once.
+    let _first = TcpStream::connect(server.listen_addr).await.unwrap();
+    let _second = TcpStream::connect(server.listen_addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (third_read, _third_write) = TcpStream::connect(server.listen_addr)
+        .await
+        .unwrap()
+        .into_split();
+    let mut third_read = FramedRead::new(third_read, FrameCodec::new(4096));
+    let refused = tokio::time::timeout(Duration::from_secs(2), third_read.next()).await;
+    assert!(matches!(refused, Ok(None)), "over the limit: closed");
+    assert_eq!(
+        metric(server.admin_addr, "ingest_connections_total", "refused").await,
+        1.0
+    );
+
+    let mirror = consume(
+        &cluster.bootstrap_servers(),
+        &topics.telemetry_json,
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(mirror.len(), 1);
+    let json: serde_json::Value = serde_json::from_slice(&mirror[0].value).unwrap();
+    assert_eq!(json["vin"], vin.to_string());
+    assert_eq!(json["wpt"]["station_id"], "ST-J");
+
+    // The two silent connections are closed after the idle timeout.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        metric(
+            server.admin_addr,
+            "ingest_connections_closed_total",
+            "idle_timeout"
+        )
+        .await,
+        2.0
+    );
+    server.shutdown();
+    server.wait().await.unwrap();
 }

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use ingest::simulator::{self, SimConfig};
-use schemas::{Cipher, Frame, KeyStore, Payload};
+use schemas::{Cipher, KeyStore};
 
 use crate::support::{
     Scratch, consume, http_get, ingest_config, metric, mock_cluster, mock_topics, start_ingest,
+    stored_reports,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,19 +71,7 @@ async fn broker_outage_loses_no_acknowledged_report() {
         report.acknowledged as usize,
         Duration::from_secs(30),
     );
-    let stored: std::collections::HashSet<(String, [u8; 6])> = records
-        .iter()
-        .map(|r| {
-            let header = Frame::check(&r.value).unwrap();
-            let data = &r.value[schemas::frame::HEADER_LEN..r.value.len() - 1];
-            let (Payload::Realtime(report) | Payload::Reissue(report)) =
-                Payload::decode(header.command, data).unwrap()
-            else {
-                panic!("not a report")
-            };
-            (header.vin.to_string(), report.time.bytes())
-        })
-        .collect();
+    let stored = stored_reports(&records);
     for (vin, acked) in &report.truth {
         assert!(
             stored.contains(&(vin.to_string(), acked.time.bytes())),

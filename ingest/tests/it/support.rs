@@ -229,6 +229,24 @@ pub fn consume(bootstrap: &str, topic: &str, at_least: usize, timeout: Duration)
     out
 }
 
+/// The (VIN, terminal time) of every report among telemetry records.
+pub fn stored_reports(records: &[Record]) -> std::collections::HashSet<(String, [u8; 6])> {
+    use schemas::{Frame, Payload};
+    records
+        .iter()
+        .map(|r| {
+            let header = Frame::check(&r.value).unwrap();
+            let data = &r.value[schemas::frame::HEADER_LEN..r.value.len() - 1];
+            let (Payload::Realtime(report) | Payload::Reissue(report)) =
+                Payload::decode(header.command, data).unwrap()
+            else {
+                panic!("not a report")
+            };
+            (header.vin.to_string(), report.time.bytes())
+        })
+        .collect()
+}
+
 /// The value of one Prometheus counter line (summed over label sets that contain `labels`).
 pub async fn metric(admin: std::net::SocketAddr, name: &str, labels: &str) -> f64 {
     let body = http_get(admin, "/metrics").await.1;

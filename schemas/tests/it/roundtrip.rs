@@ -228,6 +228,9 @@ proptest! {
         bytes.extend_from_slice(&frame.raw);
         bytes.extend_from_slice(&frame.raw);
         for (at, byte, op) in edits {
+            if bytes.len() < 2 {
+                break; // truncated down to the read-size byte: nothing left to edit
+            }
             let at = 1 + at % (bytes.len() - 1);
             match op {
                 0 => bytes[at] ^= byte | 1,
