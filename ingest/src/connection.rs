@@ -21,7 +21,9 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use schemas::message::{DeadLetter, EventMessage, TelemetryHeaders, event_kinds, telemetry_value};
+use schemas::message::{
+    DeadLetter, EventMessage, TelemetryHeaders, event_kinds, write_telemetry_value,
+};
 use schemas::payload::{Opened, Payload, open, reply_frame};
 use schemas::record::{FrameId, TelemetryRecord};
 use schemas::{Error, Flag, Frame, Header, Reason, Rejected, TerminalKey, TerminalTime, Vin};
@@ -61,6 +63,8 @@ struct Connection {
     bad_in_row: u32,
     garbage: BytesMut,
     scratch: Vec<u8>,
+    /// The telemetry message being built.
+    message: Vec<u8>,
 }
 
 /// A reply to `header`, sealed with the terminal's key when it has one for that cipher.
@@ -228,38 +232,34 @@ impl Connection {
             unreachable!("telemetry() is called for reports only")
         };
         let shared = self.shared.clone();
-        let frame_id = FrameId::of_report(&header.vin, header.command, report);
         let headers = TelemetryHeaders {
             received_us,
-            peer: self.peer.clone(),
+            peer: &self.peer,
             cipher: opened.cipher,
-            frame_id: frame_id.to_string(),
-        }
-        .pairs();
-        let vin = header.vin.to_string();
-        let value = match telemetry_value(&header, &self.scratch) {
-            Ok(frame) => frame.raw,
-            Err(error) => {
-                return self.reject(
-                    Bytes::new(),
-                    Some(header),
-                    error.reason(),
-                    error.to_string(),
-                    received_us,
-                    Some(permit),
-                );
-            }
+            frame_id: FrameId::of_report(&header.vin, header.command, report),
         };
-        let delivery =
+        if let Err(error) = write_telemetry_value(&header, &self.scratch, &mut self.message) {
+            return self.reject(
+                Bytes::new(),
+                Some(header),
+                error.reason(),
+                error.to_string(),
+                received_us,
+                Some(permit),
+            );
+        }
+        let vin = header.vin.trimmed();
+        let delivery = headers.with_pairs(|pairs| {
             shared
                 .publisher
-                .send(TopicRole::Telemetry, Some(vin.as_bytes()), &value, &headers);
+                .send(TopicRole::Telemetry, Some(vin), &self.message, pairs)
+        });
         let mirror = (!shared.publisher.topics().telemetry_json.is_empty()).then(|| {
             let record = TelemetryRecord::new(&header, opened.cipher, report, received_us);
             let json = serde_json::to_vec(&record).unwrap_or_default();
             shared
                 .publisher
-                .send(TopicRole::TelemetryJson, Some(vin.as_bytes()), &json, &[])
+                .send(TopicRole::TelemetryJson, Some(vin), &json, &[])
         });
         let time = report.time;
         let started = Instant::now();
@@ -280,7 +280,7 @@ impl Connection {
                     m.rejects
                         .with_label_values(&[Reason::DeliveryFailed.as_str()])
                         .inc();
-                    tracing::warn!(%error, vin, "telemetry not delivered; the terminal will reissue");
+                    tracing::warn!(%error, vin = %header.vin, "telemetry not delivered; the terminal will reissue");
                     Flag::Error
                 }
             };
@@ -461,6 +461,7 @@ pub async fn serve(
         bad_in_row: 0,
         garbage: BytesMut::new(),
         scratch: Vec::with_capacity(512),
+        message: Vec::with_capacity(512),
     };
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let received = now_us();

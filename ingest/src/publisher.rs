@@ -89,7 +89,7 @@ impl Publisher {
         role: TopicRole,
         key: Option<&[u8]>,
         value: &[u8],
-        headers: &[(&str, String)],
+        headers: &[(&str, &[u8])],
     ) -> impl Future<Output = Result<(), String>> + Send + use<> {
         let topic = match role {
             TopicRole::Telemetry => &self.topics.telemetry,
@@ -101,7 +101,7 @@ impl Publisher {
         for (name, value) in headers {
             owned = owned.insert(Header {
                 key: name,
-                value: Some(value.as_bytes()),
+                value: Some(*value),
             });
         }
         let mut record = FutureRecord::to(topic).payload(value).headers(owned);
@@ -127,13 +127,10 @@ impl Publisher {
         raw: &[u8],
         letter: &DeadLetter,
     ) -> impl Future<Output = Result<(), String>> + Send + use<> {
-        let key = letter.vin.clone();
-        self.send(
-            TopicRole::DeadLetter,
-            key.as_deref().map(str::as_bytes),
-            raw,
-            &letter.pairs(),
-        )
+        let pairs = letter.pairs();
+        let headers: Vec<(&str, &[u8])> = pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        let key = letter.vin.as_deref().map(str::as_bytes);
+        self.send(TopicRole::DeadLetter, key, raw, &headers)
     }
 
     /// Whether a broker answers a metadata request within `timeout` (blocking).

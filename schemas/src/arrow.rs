@@ -557,7 +557,6 @@ impl TelemetryDecoder {
         let mut alarms = Vec::with_capacity(n);
 
         // Pass 1, row by row: check, locate, and the per-row header columns.
-        let mut hex = [0u8; 32];
         for (index, message) in messages.iter().enumerate() {
             let (header, is_reissue, time, found) = match check_message(message.value) {
                 Ok(parts) => parts,
@@ -572,11 +571,7 @@ impl TelemetryDecoder {
                 time,
                 &found.codes[..found.n_codes],
             );
-            for (pair, byte) in hex.chunks_exact_mut(2).zip(id.0.to_be_bytes()) {
-                const DIGITS: &[u8; 16] = b"0123456789abcdef";
-                pair[0] = DIGITS[usize::from(byte >> 4)];
-                pair[1] = DIGITS[usize::from(byte & 15)];
-            }
+            let hex = id.hex();
             frame_id.append_value(std::str::from_utf8(&hex).unwrap_or_default());
             vin.append_value(text(header.vin.as_bytes()));
             reissue.append_value(is_reissue);

@@ -208,10 +208,15 @@ impl Vin {
         &self.0
     }
 
+    /// The identity's bytes without their NUL padding (the Kafka key).
+    pub fn trimmed(&self) -> &[u8] {
+        let end = self.0.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        &self.0[..end]
+    }
+
     /// The identity without its NUL padding; bytes that are not UTF-8 are replaced.
     pub fn as_string(&self) -> String {
-        let end = self.0.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        String::from_utf8_lossy(&self.0[..end]).into_owned()
+        String::from_utf8_lossy(self.trimmed()).into_owned()
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::Cipher;
 use crate::error::Result;
 use crate::frame::{Encryption, Frame, Header};
+use crate::record::FrameId;
 
 /// Kafka header names of telemetry messages. Values are UTF-8 text.
 pub mod headers {
@@ -34,24 +35,40 @@ pub fn telemetry_value(request: &Header, plain: &[u8]) -> Result<Frame> {
     Frame::new(header, plain)
 }
 
-/// The header values that travel with a telemetry message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TelemetryHeaders {
-    pub received_us: i64,
-    pub peer: String,
-    pub cipher: Cipher,
-    pub frame_id: String,
+/// The same as [`telemetry_value`], written into `out` (cleared first), for hot paths.
+pub fn write_telemetry_value(request: &Header, plain: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    let header = Header {
+        encryption: Encryption::None,
+        ..*request
+    };
+    crate::frame::write(&header, plain, out)
 }
 
-impl TelemetryHeaders {
-    /// `(name, value)` pairs in a fixed order.
-    pub fn pairs(&self) -> [(&'static str, String); 4] {
-        [
-            (headers::RECEIVED_US, self.received_us.to_string()),
-            (headers::PEER, self.peer.clone()),
-            (headers::CIPHER, self.cipher.name().to_owned()),
-            (headers::FRAME_ID, self.frame_id.clone()),
-        ]
+/// The header values that travel with a telemetry message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelemetryHeaders<'a> {
+    pub received_us: i64,
+    pub peer: &'a str,
+    pub cipher: Cipher,
+    pub frame_id: FrameId,
+}
+
+impl TelemetryHeaders<'_> {
+    /// Calls `f` with the `(name, value)` pairs, in a fixed order, without allocating.
+    pub fn with_pairs<R>(&self, f: impl FnOnce(&[(&'static str, &[u8]); 4]) -> R) -> R {
+        use std::io::Write as _;
+        let mut digits = [0u8; 24];
+        let mut cursor = &mut digits[..];
+        let _ = write!(cursor, "{}", self.received_us);
+        let used = 24 - cursor.len();
+        let id = self.frame_id.hex();
+        f(&[
+            (headers::RECEIVED_US, &digits[..used]),
+            (headers::PEER, self.peer.as_bytes()),
+            (headers::CIPHER, self.cipher.name().as_bytes()),
+            (headers::FRAME_ID, &id),
+        ])
     }
 
     /// Reads the received time from a header value.
