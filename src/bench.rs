@@ -338,7 +338,7 @@ pub fn ingest(
         brokers: brokers.to_owned(),
         properties: Default::default(),
     };
-    let suffix = format!("{}-{}", std::process::id(), crate::decode::now_us());
+    let suffix = format!("{}-{}", std::process::id(), schemas::time::now_us());
     let topics = Topics {
         telemetry: format!("bench-telemetry-{suffix}"),
         telemetry_json: String::new(),

@@ -11,15 +11,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use bytes::BytesMut;
 use schemas::record::DecodedFrame;
+use schemas::time::now_us;
 use schemas::{Error, Frame, KeyStore, Rejected};
 use serde_json::json;
-
-/// Now, in UTC microseconds.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
 
 fn error_json(error: &Error, raw: &[u8], vin: Option<String>) -> serde_json::Value {
     let mut out = json!({

@@ -93,12 +93,12 @@ async fn noisy_line(target: std::net::SocketAddr, keys: &KeyStore) -> Result<()>
         .next()
         .context("no terminal")?;
     let sealing = (key.cipher() != Cipher::None).then_some(&*key);
-    let now = TerminalTime::from_utc_micros(crate::decode::now_us());
+    let now = TerminalTime::from_utc_micros(schemas::time::now_us());
     let mut report = schemas::payload::request_frame(
         vin,
         &sample::wpt_report(now, "ST-NOISE", 0),
         sealing,
-        &rand_iv(),
+        &rand::random(),
     )?
     .raw
     .to_vec();
@@ -110,13 +110,6 @@ async fn noisy_line(target: std::net::SocketAddr, keys: &KeyStore) -> Result<()>
     stream.write_all(&report).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
-}
-
-fn rand_iv() -> [u8; 16] {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    nanos.to_le_bytes()
 }
 
 /// Runs the demo.

@@ -26,6 +26,7 @@ use schemas::message::{
 };
 use schemas::payload::{Opened, Payload, open, reply_frame};
 use schemas::record::{FrameId, TelemetryRecord};
+use schemas::time::now_us;
 use schemas::{Error, Flag, Frame, Header, Reason, Rejected, TerminalKey, TerminalTime, Vin};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -42,13 +43,6 @@ type Pending = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
 
 /// Garbage is coalesced into dead letters of at most this many bytes.
 const GARBAGE_CHUNK: usize = 4096;
-
-/// Now, UTC microseconds.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
 
 fn random_iv() -> [u8; 16] {
     rand::random()

@@ -122,6 +122,14 @@ impl fmt::Display for TerminalTime {
     }
 }
 
+/// The wall clock now, UTC microseconds: the received time of what arrives now. (The one clock
+/// read in this crate; the codec itself never reads it.)
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 /// RFC 3339 in UTC with microseconds, e.g. `2026-11-23T12:15:30.000000Z`.
 pub fn format_utc_micros(utc_us: i64) -> String {
     let secs = utc_us.div_euclid(1_000_000);

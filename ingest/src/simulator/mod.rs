@@ -61,7 +61,7 @@ impl SimConfig {
             window: 32,
             heartbeat_every: 30,
             keep_truth: false,
-            start_us: crate::connection::now_us(),
+            start_us: schemas::time::now_us(),
         }
     }
 }
