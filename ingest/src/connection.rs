@@ -16,6 +16,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -468,7 +469,11 @@ pub async fn serve(
     ));
 
     let mut permit: Option<OwnedSemaphorePermit> = None;
+    // The idle clock: the last complete frame (it stands still while ingest itself is not
+    // reading because of backpressure).
     let mut last_frame = Instant::now();
+    // When the bytes of an incomplete frame started to wait in the read buffer.
+    let mut partial_since: Option<Instant> = None;
     let timer = tokio::time::sleep_until((last_frame + config.idle_timeout).into());
     tokio::pin!(timer);
     let mut close_reason: Option<&'static str> = None;
@@ -478,10 +483,13 @@ pub async fn serve(
     loop {
         let reading = close_reason.is_none();
         let room = pending.len() < config.max_in_flight_per_connection.get();
-        let deadline = if frames.read_buffer().is_empty() {
-            last_frame + config.idle_timeout
-        } else {
-            last_frame + config.half_sent_timeout.min(config.idle_timeout)
+        if !room || (permit.is_none() && shared.in_flight.available_permits() == 0) {
+            last_frame = Instant::now();
+            partial_since = partial_since.map(|_| Instant::now());
+        }
+        let deadline = match partial_since {
+            Some(since) => since + config.half_sent_timeout.min(config.idle_timeout),
+            None => last_frame + config.idle_timeout,
         };
         // One timer per connection, moved only when the deadline moves.
         if timer.deadline() != deadline.into() {
@@ -497,8 +505,19 @@ pub async fn serve(
             acquired = shared.in_flight.clone().acquire_owned(), if reading && room && permit.is_none() => {
                 permit = acquired.ok();
             }
-            item = frames.next(), if reading && room && permit.is_some() => {
+            event = std::future::poll_fn(|cx| match frames.poll_next_unpin(cx) {
+                // Bytes of a frame not yet complete: start the half-sent clock.
+                Poll::Pending if partial_since.is_none() && !frames.read_buffer().is_empty() => {
+                    Poll::Ready(None)
+                }
+                other => other.map(Some),
+            }), if reading && room && permit.is_some() => {
+                let Some(item) = event else {
+                    partial_since = Some(Instant::now());
+                    continue;
+                };
                 let Some(permit_now) = permit.take() else { continue };
+                partial_since = (!frames.read_buffer().is_empty()).then(Instant::now);
                 match item {
                     None => close_reason = Some("peer_closed"),
                     Some(Err(error)) => {
@@ -525,7 +544,7 @@ pub async fn serve(
                 }
             }
             _ = &mut timer, if reading => {
-                if frames.read_buffer().is_empty() {
+                if partial_since.is_none() {
                     close_reason = Some("idle_timeout");
                 } else {
                     // Slowloris: dead-letter what was half-sent, then close.

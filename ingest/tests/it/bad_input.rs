@@ -204,10 +204,24 @@ pub async fn every_bad_input(bootstrap: &str, topics: Topics) {
     b.good("after login", &report(vin2, Some(&key2), 2)).await;
     good_sent += 1;
 
-    // A frame left half-sent: dead-lettered as truncated, the connection closed.
+    // A frame left half-sent: dead-lettered as truncated, the connection closed. The clock
+    // starts when the partial frame arrives, not at the last complete frame.
     let mut c = Client::connect(server.listen_addr).await;
+    c.send(
+        &request_frame(vin, &sample::login(time(0), 2), Some(&key), &rand::random())
+            .unwrap()
+            .raw,
+    )
+    .await;
+    assert_eq!(c.reply().await, Some((Command::Login, Flag::Success)));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let half = report(vin, Some(&key), 950);
     c.send(&half.raw[..half.raw.len() / 2]).await;
+    let early = tokio::time::timeout(Duration::from_millis(600), c.read.next()).await;
+    assert!(
+        early.is_err(),
+        "not closed before the half-sent timeout has run from the partial frame"
+    );
     let closed = tokio::time::timeout(Duration::from_secs(5), c.read.next())
         .await
         .expect("closed in time");
