@@ -307,3 +307,81 @@ async fn limits_close_what_misbehaves_and_the_json_mirror_carries_records() {
     server.shutdown();
     server.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_broker_stops_reads_at_the_in_flight_bound() {
+    let cluster = mock_cluster();
+    let topics = mock_topics(&cluster);
+    let scratch = Scratch::new();
+    let key_path = scratch.0.join("keys.toml");
+    std::fs::write(
+        &key_path,
+        simulator::generate_key_file(1, Some(Cipher::DesCbc)),
+    )
+    .unwrap();
+    let mut config = ingest_config(key_path.clone());
+    config.max_in_flight_per_connection = std::num::NonZeroUsize::new(4).unwrap();
+    let server = start_ingest(&cluster.bootstrap_servers(), &topics, config).await;
+    let keys = KeyStore::load(&key_path).unwrap();
+    let (vin, key) = simulator::terminals_of(&keys, 1).remove(0);
+    let t =
+        |s: u32| TerminalTime::from_utc_micros(1_795_436_130_000_000 + i64::from(s) * 1_000_000);
+
+    let (r, mut w) = TcpStream::connect(server.listen_addr)
+        .await
+        .unwrap()
+        .into_split();
+    let mut r = FramedRead::new(r, FrameCodec::new(4096));
+    let login = request_frame(vin, &sample::login(t(0), 1), Some(&key), &[1; 16]).unwrap();
+    assert_eq!(
+        exchange(&mut r, &mut w, &login).await,
+        Some((Command::Login, Flag::Success))
+    );
+
+    cluster.broker_down(1).unwrap();
+    let mut burst = Vec::new();
+    for s in 1..=50 {
+        let frame = request_frame(
+            vin,
+            &sample::wpt_report(t(s), "ST-B", s),
+            Some(&key),
+            &[2; 16],
+        )
+        .unwrap();
+        burst.extend_from_slice(&frame.raw);
+    }
+    w.write_all(&burst).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Four frames await the broker; the other 46 wait unread in the socket, not in memory.
+    assert_eq!(metric(server.admin_addr, "ingest_in_flight", "").await, 4.0);
+    assert_eq!(
+        metric(
+            server.admin_addr,
+            "ingest_frames_received_total",
+            "realtime"
+        )
+        .await,
+        4.0
+    );
+
+    cluster.broker_up(1).unwrap();
+    let mut acknowledged = 0;
+    while acknowledged < 50 {
+        match tokio::time::timeout(Duration::from_secs(15), r.next()).await {
+            Ok(Some(Ok(Ok(reply)))) => {
+                assert_eq!(reply.header.flag, Flag::Success);
+                acknowledged += 1;
+            }
+            other => panic!("after {acknowledged} replies: {other:?}"),
+        }
+    }
+    let records = consume(
+        &cluster.bootstrap_servers(),
+        &topics.telemetry,
+        50,
+        Duration::from_secs(10),
+    );
+    assert_eq!(records.len(), 50);
+    server.shutdown();
+    server.wait().await.unwrap();
+}
