@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::support::{
-    Scratch, consume, ingest_config, metric, mock_cluster, mock_topics, start_ingest,
-    stored_reports,
+    MockSetup, Scratch, consume, ingest_config, metric, mock_cluster, mock_setup, mock_topics,
+    start_ingest, stored_reports,
 };
 
 /// Sends `frame` on a raw connection and returns the reply's command and flag.
@@ -135,22 +135,13 @@ async fn key_file_reload_keeps_connections_and_admits_new_terminals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_in_flight_deliveries_and_replies() {
-    let cluster = mock_cluster();
-    let topics = mock_topics(&cluster);
-    let scratch = Scratch::new();
-    let key_path = scratch.0.join("keys.toml");
-    std::fs::write(
-        &key_path,
-        simulator::generate_key_file(3, Some(Cipher::Aes128Cbc)),
-    )
-    .unwrap();
-    let server = start_ingest(
-        &cluster.bootstrap_servers(),
-        &topics,
-        ingest_config(key_path.clone()),
-    )
-    .await;
-    let keys = KeyStore::load(&key_path).unwrap();
+    let MockSetup {
+        cluster,
+        topics,
+        keys,
+        server,
+        scratch: _scratch,
+    } = mock_setup(3, Cipher::Aes128Cbc, |_| {}).await;
     let mut sim = SimConfig::new(
         server.listen_addr.to_string(),
         simulator::terminals_of(&keys, 3),
@@ -310,19 +301,16 @@ async fn limits_close_what_misbehaves_and_the_json_mirror_carries_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_broker_stops_reads_at_the_in_flight_bound() {
-    let cluster = mock_cluster();
-    let topics = mock_topics(&cluster);
-    let scratch = Scratch::new();
-    let key_path = scratch.0.join("keys.toml");
-    std::fs::write(
-        &key_path,
-        simulator::generate_key_file(1, Some(Cipher::DesCbc)),
-    )
-    .unwrap();
-    let mut config = ingest_config(key_path.clone());
-    config.max_in_flight_per_connection = std::num::NonZeroUsize::new(4).unwrap();
-    let server = start_ingest(&cluster.bootstrap_servers(), &topics, config).await;
-    let keys = KeyStore::load(&key_path).unwrap();
+    let MockSetup {
+        cluster,
+        topics,
+        keys,
+        server,
+        scratch: _scratch,
+    } = mock_setup(1, Cipher::DesCbc, |c| {
+        c.max_in_flight_per_connection = std::num::NonZeroUsize::new(4).unwrap();
+    })
+    .await;
     let (vin, key) = simulator::terminals_of(&keys, 1).remove(0);
     let t =
         |s: u32| TerminalTime::from_utc_micros(1_795_436_130_000_000 + i64::from(s) * 1_000_000);

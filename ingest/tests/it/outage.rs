@@ -3,30 +3,23 @@
 use std::time::Duration;
 
 use ingest::simulator::{self, SimConfig};
-use schemas::{Cipher, KeyStore};
+use schemas::Cipher;
 
-use crate::support::{
-    Scratch, consume, http_get, ingest_config, metric, mock_cluster, mock_topics, start_ingest,
-    stored_reports,
-};
+use crate::support::{MockSetup, consume, http_get, metric, mock_setup, stored_reports};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_loses_no_acknowledged_report() {
-    let cluster = mock_cluster();
+    let MockSetup {
+        cluster,
+        topics,
+        keys,
+        server,
+        scratch: _scratch,
+    } = mock_setup(2, Cipher::DesCbc, |c| {
+        c.delivery_timeout = Duration::from_secs(2)
+    })
+    .await;
     let bootstrap = cluster.bootstrap_servers();
-    let scratch = Scratch::new();
-    let key_path = scratch.0.join("keys.toml");
-    std::fs::write(
-        &key_path,
-        simulator::generate_key_file(2, Some(Cipher::DesCbc)),
-    )
-    .unwrap();
-    let topics = mock_topics(&cluster);
-    let mut config = ingest_config(key_path.clone());
-    config.delivery_timeout = Duration::from_secs(2);
-    let server = start_ingest(&bootstrap, &topics, config).await;
-
-    let keys = KeyStore::load(&key_path).unwrap();
     let mut sim = SimConfig::new(
         server.listen_addr.to_string(),
         simulator::terminals_of(&keys, 2),

@@ -277,3 +277,42 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// What most mock-cluster tests start with.
+pub struct MockSetup {
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub topics: Topics,
+    pub keys: schemas::KeyStore,
+    pub server: Ingest,
+    /// Holds the key file's directory until the test ends.
+    pub scratch: Scratch,
+}
+
+/// A one-broker mock cluster with random topics, a key file of `terminals` `cipher` terminals,
+/// and ingest started on it with `tune` applied to the test config.
+pub async fn mock_setup(
+    terminals: usize,
+    cipher: schemas::Cipher,
+    tune: impl FnOnce(&mut IngestConfig),
+) -> MockSetup {
+    let cluster = mock_cluster();
+    let topics = mock_topics(&cluster);
+    let scratch = Scratch::new();
+    let key_path = scratch.0.join("keys.toml");
+    std::fs::write(
+        &key_path,
+        ingest::simulator::generate_key_file(terminals, Some(cipher)),
+    )
+    .unwrap();
+    let mut config = ingest_config(key_path.clone());
+    tune(&mut config);
+    let server = start_ingest(&cluster.bootstrap_servers(), &topics, config).await;
+    let keys = schemas::KeyStore::load(&key_path).unwrap();
+    MockSetup {
+        cluster,
+        topics,
+        keys,
+        server,
+        scratch,
+    }
+}
