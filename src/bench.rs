@@ -331,9 +331,7 @@ pub fn ingest(
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use schemas::message::{KafkaSettings, Topics};
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::roles::runtime()?;
     let kafka = KafkaSettings {
         brokers: brokers.to_owned(),
         properties: Default::default(),

@@ -120,9 +120,7 @@ pub fn run(
     dir: &Path,
     brokers: Option<String>,
 ) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::roles::runtime()?;
     runtime.block_on(run_async(
         terminals.max(1),
         duration.max(10),

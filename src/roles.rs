@@ -25,7 +25,8 @@ fn init_logging(json: bool) {
     };
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The multi-threaded tokio runtime every async subcommand runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

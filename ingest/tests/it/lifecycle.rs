@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::support::{
-    MockSetup, Scratch, consume, ingest_config, metric, mock_cluster, mock_setup, mock_topics,
-    start_ingest, stored_reports,
+    MockSetup, Scratch, assert_acknowledged_reports_stored, consume, ingest_config, metric,
+    mock_cluster, mock_setup, mock_topics, start_ingest,
 };
 
 /// Sends `frame` on a raw connection and returns the reply's command and flag.
@@ -177,19 +177,7 @@ async fn shutdown_drains_in_flight_deliveries_and_replies() {
     );
 
     // Every report acknowledged before the shutdown is on the topic.
-    let records = consume(
-        &cluster.bootstrap_servers(),
-        &topics.telemetry,
-        report.acknowledged as usize,
-        Duration::from_secs(20),
-    );
-    let stored = stored_reports(&records);
-    for (vin, acked) in &report.truth {
-        assert!(
-            stored.contains(&(vin.to_string(), acked.time.bytes())),
-            "acknowledged report lost in shutdown"
-        );
-    }
+    assert_acknowledged_reports_stored(&cluster.bootstrap_servers(), &topics.telemetry, &report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use ingest::simulator::{self, SimConfig};
 use schemas::Cipher;
 
-use crate::support::{MockSetup, consume, http_get, metric, mock_setup, stored_reports};
+use crate::support::{MockSetup, assert_acknowledged_reports_stored, http_get, metric, mock_setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_loses_no_acknowledged_report() {
@@ -58,19 +58,7 @@ async fn broker_outage_loses_no_acknowledged_report() {
 
     // Every acknowledged report is on the topic (some more than once: reissues of reports whose
     // first copy did land).
-    let records = consume(
-        &bootstrap,
-        &topics.telemetry,
-        report.acknowledged as usize,
-        Duration::from_secs(30),
-    );
-    let stored = stored_reports(&records);
-    for (vin, acked) in &report.truth {
-        assert!(
-            stored.contains(&(vin.to_string(), acked.time.bytes())),
-            "acknowledged report lost: {vin}"
-        );
-    }
+    assert_acknowledged_reports_stored(&bootstrap, &topics.telemetry, &report);
     let (status, _) = http_get(server.admin_addr, "/readyz").await;
     assert_eq!(status, 200, "ready again once the broker is back");
     server.shutdown();

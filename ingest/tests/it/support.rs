@@ -247,6 +247,28 @@ pub fn stored_reports(records: &[Record]) -> std::collections::HashSet<(String, 
         .collect()
 }
 
+/// Asserts that every report the simulator saw acknowledged is on the telemetry topic.
+pub fn assert_acknowledged_reports_stored(
+    bootstrap: &str,
+    topic: &str,
+    report: &ingest::simulator::Report,
+) {
+    let records = consume(
+        bootstrap,
+        topic,
+        report.acknowledged as usize,
+        Duration::from_secs(30),
+    );
+    let stored = stored_reports(&records);
+    for (vin, acked) in &report.truth {
+        assert!(
+            stored.contains(&(vin.to_string(), acked.time.bytes())),
+            "acknowledged report lost: {vin} at {}",
+            acked.time
+        );
+    }
+}
+
 /// The value of one Prometheus counter line (summed over label sets that contain `labels`).
 pub async fn metric(admin: std::net::SocketAddr, name: &str, labels: &str) -> f64 {
     let body = http_get(admin, "/metrics").await.1;
