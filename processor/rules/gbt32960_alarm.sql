@@ -1,0 +1,14 @@
+-- id: gbt32960_alarm
+-- severity: warning
+-- window: 10s
+-- keys: vin, alarm
+-- description: A general alarm flag of GB/T 32960.3 type 0x07 is set; its level gives the severity.
+SELECT t.vin,
+       b.name AS alarm,
+       max(t.alarm_max_level) AS level,
+       CASE max(t.alarm_max_level)
+            WHEN 3 THEN 'critical' WHEN 2 THEN 'major' WHEN 1 THEN 'warning' ELSE 'info'
+       END AS severity
+FROM telemetry t
+JOIN alarm_bits b ON (t.alarm_general_flags & b.mask) <> 0
+GROUP BY t.vin, b.name

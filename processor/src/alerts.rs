@@ -1,0 +1,372 @@
+//! The alert lifecycle and its CloudEvents.
+//!
+//! State is kept per (rule, entity): an alert is **raised** the first window a rule returns the
+//! entity, **updated** when a later window changes its severity or its evidence materially (a
+//! number by more than the configured fraction, any text), and **cleared** once the rule has
+//! not returned the entity for the quiet period of event time. Every event is a CloudEvents 1.0
+//! JSON document (schema in ARCHITECTURE.md) whose fields all derive from the data, so a replay
+//! produces the same bytes:
+//!
+//! - `id`: XXH3-128 of rule, entity and the window the alert was raised in, plus the window end
+//!   for updates; a clear's id does not depend on the window it came in, so a replay that
+//!   clears one window earlier or later still repeats the same id.
+//! - `time`: the end of the window that produced the event (event time, not wall-clock).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value, json};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::rules::{Rule, Severity, WindowSpec};
+
+/// What happened to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertKind {
+    Raised,
+    Updated,
+    Cleared,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Raised => "raised",
+            AlertKind::Updated => "updated",
+            AlertKind::Cleared => "cleared",
+        }
+    }
+
+    /// The CloudEvents `type`.
+    pub fn event_type(self) -> String {
+        format!("chargewatch.alert.{}", self.as_str())
+    }
+
+    fn from_event_type(text: &str) -> Option<Self> {
+        match text.strip_prefix("chargewatch.alert.")? {
+            "raised" => Some(AlertKind::Raised),
+            "updated" => Some(AlertKind::Updated),
+            "cleared" => Some(AlertKind::Cleared),
+            _ => None,
+        }
+    }
+}
+
+/// One row a rule returned for a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firing {
+    /// The key columns and their values.
+    pub entity: BTreeMap<String, Value>,
+    pub vin: String,
+    pub severity: Severity,
+    pub station_id: Option<String>,
+    pub pad_no: Option<u8>,
+    pub evidence: Map<String, Value>,
+}
+
+impl Firing {
+    fn entity_key(&self) -> String {
+        serde_json::to_string(&self.entity).unwrap_or_default()
+    }
+}
+
+/// One alert event, as produced on the alerts topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEvent {
+    pub kind: AlertKind,
+    pub id: String,
+    pub rule: String,
+    pub description: String,
+    pub severity: Severity,
+    pub vin: String,
+    pub entity: BTreeMap<String, Value>,
+    pub window: WindowSpec,
+    pub window_start_us: i64,
+    pub window_end_us: i64,
+    /// Start of the window the alert was raised in (the lifecycle's identity).
+    pub raised_window_start_us: i64,
+    pub evidence: Map<String, Value>,
+    pub station_id: Option<String>,
+    pub pad_no: Option<u8>,
+    /// The telemetry partition of the VIN (which processor instance owns the alert).
+    pub partition: i32,
+}
+
+fn event_id(rule: &str, entity_key: &str, raised_start: i64, kind: AlertKind, end: i64) -> String {
+    let end = if kind == AlertKind::Updated { end } else { 0 };
+    let text = format!("{rule}\u{0}{entity_key}\u{0}{raised_start}\u{0}{}\u{0}{end}", kind.as_str());
+    format!("{:032x}", xxh3_128(text.as_bytes()))
+}
+
+fn time_text(us: i64) -> String {
+    schemas::time::format_utc_micros(us)
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    // `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as written by `time_text`.
+    let b = text.as_bytes();
+    if b.len() != 27 || b[26] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss, us) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + us)
+}
+
+impl AlertEvent {
+    /// The CloudEvents 1.0 JSON document.
+    pub fn to_cloudevent(&self) -> Value {
+        json!({
+            "specversion": "1.0",
+            "type": self.kind.event_type(),
+            "source": format!("/chargewatch/processor/rules/{}", self.rule),
+            "id": self.id,
+            "time": time_text(self.window_end_us),
+            "subject": self.vin,
+            "datacontenttype": "application/json",
+            "data": {
+                "rule": self.rule,
+                "description": self.description,
+                "severity": self.severity.as_str(),
+                "entity": self.entity,
+                "window": {
+                    "start": time_text(self.window_start_us),
+                    "end": time_text(self.window_end_us),
+                    "spec": self.window.to_string(),
+                },
+                "raised_window_start": time_text(self.raised_window_start_us),
+                "evidence": self.evidence,
+                "station_id": self.station_id,
+                "pad_no": self.pad_no,
+                "partition": self.partition,
+            }
+        })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_cloudevent()).unwrap_or_default()
+    }
+
+    /// Reads an event back (state restore); `None` for anything that is not one of ours.
+    pub fn from_bytes(bytes: &[u8]) -> Option<AlertEvent> {
+        let doc: Value = serde_json::from_slice(bytes).ok()?;
+        let kind = AlertKind::from_event_type(doc.get("type")?.as_str()?)?;
+        let data = doc.get("data")?;
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let window = data.get("window")?;
+        let entity: BTreeMap<String, Value> = match data.get("entity")? {
+            Value::Object(map) => map.clone().into_iter().collect(),
+            _ => return None,
+        };
+        Some(AlertEvent {
+            kind,
+            id: text(&doc, "id")?,
+            rule: text(data, "rule")?,
+            description: text(data, "description").unwrap_or_default(),
+            severity: Severity::parse(data.get("severity")?.as_str()?)?,
+            vin: text(&doc, "subject")?,
+            entity,
+            window: WindowSpec::parse(window.get("spec")?.as_str()?).ok()?,
+            window_start_us: parse_time(window.get("start")?.as_str()?)?,
+            window_end_us: parse_time(window.get("end")?.as_str()?)?,
+            raised_window_start_us: parse_time(data.get("raised_window_start")?.as_str()?)?,
+            evidence: data.get("evidence")?.as_object()?.clone(),
+            station_id: text(data, "station_id"),
+            pad_no: data
+                .get("pad_no")
+                .and_then(Value::as_u64)
+                .and_then(|p| u8::try_from(p).ok()),
+            partition: i32::try_from(data.get("partition")?.as_i64()?).ok()?,
+        })
+    }
+}
+
+/// One open alert.
+#[derive(Debug, Clone)]
+struct Open {
+    raised_start: i64,
+    last_fired_end: i64,
+    last: AlertEvent,
+}
+
+/// The open alerts of every (rule, entity).
+#[derive(Debug)]
+pub struct Lifecycle {
+    open: HashMap<(String, String), Open>,
+    quiet_us: i64,
+    change: f64,
+}
+
+/// Whether evidence moved enough to tell downstream: a number by more than `change` of its
+/// previous magnitude, or any other value.
+fn material(old: &Map<String, Value>, new: &Map<String, Value>, change: f64) -> bool {
+    if old.len() != new.len() {
+        return true;
+    }
+    new.iter().any(|(key, value)| match (old.get(key), value) {
+        (Some(Value::Number(a)), Value::Number(b)) => {
+            let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+            (a - b).abs() > change * a.abs().max(1e-9)
+        }
+        (Some(a), b) => a != b,
+        (None, _) => true,
+    })
+}
+
+impl Lifecycle {
+    pub fn new(quiet_us: i64, change: f64) -> Self {
+        Lifecycle {
+            open: HashMap::new(),
+            quiet_us,
+            change,
+        }
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Applies one closed window of `rule`: its firings (already one per entity) give raises
+    /// and updates, and the rule's silent open alerts past the quiet period give clears.
+    /// Events come out sorted by entity, so a replay orders them the same way.
+    pub fn step(
+        &mut self,
+        rule: &Rule,
+        start: i64,
+        end: i64,
+        mut firings: Vec<Firing>,
+        partition_of: impl Fn(&str) -> i32,
+    ) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        firings.sort_by_cached_key(Firing::entity_key);
+        firings.dedup_by(|a, b| a.entity == b.entity);
+        let mut fired = std::collections::HashSet::new();
+        for firing in firings {
+            let entity_key = firing.entity_key();
+            let key = (rule.id.clone(), entity_key.clone());
+            let mut event = AlertEvent {
+                kind: AlertKind::Raised,
+                id: String::new(),
+                rule: rule.id.clone(),
+                description: rule.description.clone(),
+                severity: firing.severity,
+                partition: partition_of(&firing.vin),
+                vin: firing.vin,
+                entity: firing.entity,
+                window: rule.window,
+                window_start_us: start,
+                window_end_us: end,
+                raised_window_start_us: start,
+                evidence: firing.evidence,
+                station_id: firing.station_id,
+                pad_no: firing.pad_no,
+            };
+            match self.open.get_mut(&key) {
+                Some(open) => {
+                    open.last_fired_end = end;
+                    let changed = open.last.severity != event.severity
+                        || material(&open.last.evidence, &event.evidence, self.change);
+                    if changed {
+                        event.kind = AlertKind::Updated;
+                        event.raised_window_start_us = open.raised_start;
+                        event.id = event_id(&rule.id, &entity_key, open.raised_start, event.kind, end);
+                        open.last = event.clone();
+                        events.push(event);
+                    }
+                }
+                None => {
+                    event.id = event_id(&rule.id, &entity_key, start, event.kind, end);
+                    self.open.insert(
+                        key.clone(),
+                        Open {
+                            raised_start: start,
+                            last_fired_end: end,
+                            last: event.clone(),
+                        },
+                    );
+                    events.push(event);
+                }
+            }
+            fired.insert(key);
+        }
+        let mut quiet: Vec<(String, String)> = self
+            .open
+            .iter()
+            .filter(|(key, open)| {
+                key.0 == rule.id && !fired.contains(*key) && end - open.last_fired_end >= self.quiet_us
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        quiet.sort();
+        for key in quiet {
+            let Some(open) = self.open.remove(&key) else {
+                continue;
+            };
+            let mut event = open.last;
+            event.kind = AlertKind::Cleared;
+            event.id = event_id(&rule.id, &key.1, open.raised_start, AlertKind::Cleared, end);
+            event.window = rule.window;
+            event.window_start_us = start;
+            event.window_end_us = end;
+            events.push(event);
+        }
+        events
+    }
+
+    /// Replays an event read back from the alerts topic.
+    pub fn restore(&mut self, event: AlertEvent) {
+        let entity_key = serde_json::to_string(&event.entity).unwrap_or_default();
+        let key = (event.rule.clone(), entity_key);
+        match event.kind {
+            AlertKind::Cleared => {
+                self.open.remove(&key);
+            }
+            AlertKind::Raised | AlertKind::Updated => {
+                self.open.insert(
+                    key,
+                    Open {
+                        raised_start: event.raised_window_start_us,
+                        last_fired_end: event.window_end_us,
+                        last: event,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Drops the state of rules no longer loaded.
+    pub fn retain_rules(&mut self, keep: impl Fn(&str) -> bool) {
+        self.open.retain(|(rule, _), _| keep(rule));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        for us in [0, 1_700_000_000_123_456, 1_795_000_000_000_000] {
+            assert_eq!(parse_time(&time_text(us)), Some(us));
+        }
+    }
+
+    #[test]
+    fn material_changes() {
+        let a: Map<String, Value> = serde_json::from_str(r#"{"t": 100, "s": "x"}"#).unwrap();
+        let b: Map<String, Value> = serde_json::from_str(r#"{"t": 105, "s": "x"}"#).unwrap();
+        let c: Map<String, Value> = serde_json::from_str(r#"{"t": 120, "s": "x"}"#).unwrap();
+        let d: Map<String, Value> = serde_json::from_str(r#"{"t": 100, "s": "y"}"#).unwrap();
+        assert!(!material(&a, &b, 0.1));
+        assert!(material(&a, &c, 0.1));
+        assert!(material(&a, &d, 0.1));
+    }
+}

@@ -1,0 +1,6 @@
+//! Processor integration tests: one binary, one module per concern.
+#![recursion_limit = "256"]
+
+mod golden;
+mod rule_files;
+mod support;
