@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ingest::IngestConfig;
+use processor::ProcessorConfig;
 use schemas::message::{KafkaSettings, Topics};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,8 @@ pub struct Config {
     pub topics: Topics,
     /// The ingest role.
     pub ingest: IngestConfig,
+    /// The processor role.
+    pub processor: ProcessorConfig,
 }
 
 /// Loads the layers; `flags` are `(dotted.key, value)` pairs from the command line.
@@ -57,6 +60,11 @@ mod tests {
         .unwrap();
         assert_eq!(flagged.kafka.brokers, "10.0.0.1:9092");
         assert_eq!(flagged.ingest, config.ingest);
+        assert_eq!(config.processor.allowed_lateness.as_secs(), 5);
+        assert_eq!(
+            config.processor.params.get("comm_loss.silence_s").map(String::as_str),
+            Some("30")
+        );
     }
 
     #[test]

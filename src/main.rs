@@ -1,6 +1,7 @@
 //! The `chargewatch` binary: one subcommand per role or tool.
 //!
-//! Built so far: `ingest` (the terminal-facing role), `simulate` (a fleet of virtual
+//! Built so far: `ingest` (the terminal-facing role), `process` (the SQL fault-diagnosis
+//! rules), `simulate` (a fleet of virtual
 //! terminals), `decode` (inspect captured frames), `bench codec` (codec throughput against
 //! OpenSSL) and `demo` (the stages that exist, end to end in one process). The processor, sink
 //! and query roles get their subcommands as they are built (issues 4 to 6).
@@ -32,6 +33,8 @@ struct Cli {
 enum Cmd {
     /// Accept terminal connections and publish their records to Kafka.
     Ingest(roles::IngestArgs),
+    /// Run the fault-diagnosis rules over the telemetry topic and publish alerts.
+    Process(roles::ProcessArgs),
     /// Drive ingest with a fleet of simulated wireless-charging terminals.
     Simulate(roles::SimulateArgs),
     /// Create the configured topics that do not exist yet.
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Ingest(args) => roles::ingest(args),
+        Cmd::Process(args) => roles::process(args),
         Cmd::Simulate(args) => roles::simulate(args),
         Cmd::Topics(args) => roles::create_topics(args),
         Cmd::Decode {

@@ -1,4 +1,4 @@
-//! The `ingest` and `simulate` subcommands: flags, config layering, logging, signals.
+//! The `ingest`, `process` and `simulate` subcommands: flags, config layering, logging, signals.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -102,6 +102,60 @@ pub fn ingest(args: IngestArgs) -> Result<()> {
         tracing::info!("shutting down: draining in-flight deliveries");
         server.shutdown();
         server.wait().await?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// Config file (TOML); see config/chargewatch.example.toml.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (kafka.brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// User rules directory, `*.sql` (processor.rules); reloaded when it changes.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Admin HTTP listener for /metrics, /healthz, /readyz, /rules (processor.admin_listen).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Consumer group (processor.group_id).
+    #[arg(long)]
+    group_id: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn process(args: ProcessArgs) -> Result<()> {
+    init_logging(args.log_json);
+    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
+    if let Some(brokers) = args.brokers {
+        flags.push(("kafka.brokers", brokers.into()));
+    }
+    if let Some(rules) = args.rules {
+        flags.push(("processor.rules", rules.display().to_string().into()));
+    }
+    if let Some(admin) = args.admin_listen {
+        flags.push(("processor.admin_listen", admin.to_string().into()));
+    }
+    if let Some(group) = args.group_id {
+        flags.push(("processor.group_id", group.into()));
+    }
+    let config = config::load(args.config.as_deref(), flags)?;
+    runtime()?.block_on(async move {
+        let processor = processor::Processor::start(processor::runner::RunConfig {
+            kafka: config.kafka,
+            topics: config.topics,
+            processor: config.processor,
+        })
+        .await
+        .context("starting the processor")?;
+        terminated().await;
+        tracing::info!("shutting down: delivering the last alerts and committing offsets");
+        processor.shutdown();
+        processor.wait().await?;
         Ok(())
     })
 }

@@ -270,6 +270,11 @@ impl Lifecycle {
                 pad_no: firing.pad_no,
             };
             match self.open.get_mut(&key) {
+                // Restored from the alerts topic with an event of this window or a later one:
+                // the previous owner already told downstream; a replay stays silent.
+                Some(open) if open.last.window_end_us >= end => {
+                    open.last_fired_end = open.last_fired_end.max(end);
+                }
                 Some(open) => {
                     open.last_fired_end = end;
                     let changed = open.last.severity != event.severity

@@ -69,6 +69,9 @@ struct Segment {
     max_us: i64,
     /// Per partition, the smallest offset among the rows.
     first_offsets: BTreeMap<i32, i64>,
+    /// Partition and offset of each row.
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
 }
 
 #[derive(Debug)]
@@ -117,6 +120,10 @@ pub struct Engine {
     sessions: Sessions,
     lifecycle: Lifecycle,
     consumed: BTreeMap<i32, i64>,
+    /// Event time of the first row each partition delivered: where windows start.
+    first_rows: BTreeMap<i32, i64>,
+    /// Start of the oldest window still open.
+    needed: Option<i64>,
     pub stats: EngineStats,
     pub failures: Vec<RuleFailure>,
 }
@@ -297,6 +304,8 @@ impl Engine {
             sessions: Sessions::new(),
             lifecycle: Lifecycle::new(quiet, change),
             consumed: BTreeMap::new(),
+            first_rows: BTreeMap::new(),
+            needed: None,
             stats: EngineStats::default(),
             failures: Vec::new(),
         };
@@ -361,6 +370,17 @@ impl Engine {
         self.lifecycle.open_count()
     }
 
+    /// Declares the partitions just assigned: until one delivers data, or stays silent for the
+    /// idle timeout, it holds the watermark back (its rows may be older than the others').
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = i32>, now: Instant) {
+        for partition in partitions {
+            self.clocks.entry(partition).or_insert(PartitionClock {
+                max_event_us: None,
+                last_data: now,
+            });
+        }
+    }
+
     /// Records that `partition` delivered `offset` (for messages that were not rows: refused
     /// ones, events), so its storable offset can move past it.
     pub fn consumed(&mut self, partition: i32, offset: i64, now: Instant) {
@@ -419,12 +439,16 @@ impl Engine {
         for &row in &late {
             keep[row] = false;
         }
+        let (mut kept_partitions, mut kept_offsets) = (Vec::new(), Vec::new());
         for (row, &t) in times.iter().enumerate() {
             if keep[row] {
                 min_us = min_us.min(t);
                 max_us = max_us.max(t);
                 let first = first_offsets.entry(partitions[row]).or_insert(offsets[row]);
                 *first = (*first).min(offsets[row]);
+                self.first_rows.entry(partitions[row]).or_insert(t);
+                kept_partitions.push(partitions[row]);
+                kept_offsets.push(offsets[row]);
             }
         }
         if !late.is_empty() {
@@ -435,6 +459,8 @@ impl Engine {
             min_us,
             max_us,
             first_offsets,
+            partitions: kept_partitions,
+            offsets: kept_offsets,
         });
         Ok(late)
     }
@@ -455,11 +481,15 @@ impl Engine {
         let lateness = micros(self.config.allowed_lateness);
         let mut least: Option<i64> = None;
         for clock in self.clocks.values() {
+            let silent = now.saturating_duration_since(clock.last_data);
             let Some(max) = clock.max_event_us else {
+                if silent <= self.config.idle_timeout {
+                    // Assigned, nothing yet: wait for it (or for it to prove idle).
+                    return self.watermark;
+                }
                 continue;
             };
             let mut mark = max - lateness;
-            let silent = now.saturating_duration_since(clock.last_data);
             if silent > self.config.idle_timeout {
                 mark += micros(silent - self.config.idle_timeout);
             }
@@ -482,16 +512,21 @@ impl Engine {
 
     /// Closes every window ending at or before `mark` (the watermark, or the end of input).
     pub async fn close_until(&mut self, mark: i64) -> Result<Vec<AlertEvent>> {
-        let oldest = self.segments.iter().map(|s| s.min_us).min();
+        let first = self.first_rows.values().min().copied();
         for state in &mut self.rules {
-            if state.next_end.is_none() {
-                let from = match oldest {
-                    Some(t) => t.max(self.late_before),
-                    None if self.late_before > i64::MIN => self.late_before,
-                    None => continue,
-                };
-                state.next_end = Some(state.rule.window.first_end_after(from));
+            if state.next_end.is_some() {
+                continue;
             }
+            let window = state.rule.window;
+            state.next_end = if self.late_before > i64::MIN {
+                // A rule loaded while running: from the first window not yet closed.
+                Some(window.first_end_after(self.late_before))
+            } else {
+                // Windows start where the data starts: the first window is the first whole
+                // one. After a restart the data starts at the oldest window the previous
+                // owner left open, so the windows line up with the ones it did not close.
+                first.map(|t| t.div_euclid(window.slide_us) * window.slide_us + window.size_us)
+            };
         }
         let mut events = Vec::new();
         loop {
@@ -608,17 +643,36 @@ impl Engine {
             return;
         };
         let needed = needed.min(self.sessions_until);
+        self.needed = Some(needed);
         self.segments.retain(|s| s.max_us >= needed);
     }
 
     /// Per partition, the offset to store: a restart replays from there and rebuilds every
     /// open window. Only meaningful once the alerts of the closed windows are durable.
+    ///
+    /// Precisely: per partition, the smallest offset of a buffered row not older than the
+    /// oldest open window, so that a restart's first rows start at that window.
     pub fn storable_offsets(&self) -> BTreeMap<i32, i64> {
         let mut out = self.consumed.clone();
+        let mut lower = |partition: i32, offset: i64| {
+            let entry = out.entry(partition).or_insert(offset);
+            *entry = (*entry).min(offset);
+        };
+        let needed = self.needed.unwrap_or(i64::MIN);
         for segment in &self.segments {
-            for (&partition, &offset) in &segment.first_offsets {
-                let entry = out.entry(partition).or_insert(offset);
-                *entry = (*entry).min(offset);
+            if segment.min_us >= needed {
+                for (&partition, &offset) in &segment.first_offsets {
+                    lower(partition, offset);
+                }
+                continue;
+            }
+            let Some(times) = event_times(&segment.batch) else {
+                continue;
+            };
+            for (row, &t) in times.iter().enumerate() {
+                if t >= needed {
+                    lower(segment.partitions[row], segment.offsets[row]);
+                }
             }
         }
         out

@@ -4,3 +4,4 @@
 mod golden;
 mod rule_files;
 mod support;
+mod windows;

@@ -1,0 +1,312 @@
+//! Fixtures for integration tests: a Tansu broker or librdkafka's mock cluster on random
+//! loopback ports, random topic names, scratch directories, a consumer that reads a topic from
+//! the beginning, and a minimal HTTP client for admin endpoints. Tests only: it panics on
+//! anything unexpected.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::message::Topics;
+
+pub const PARTITIONS: i32 = 3;
+
+/// A random suffix for names.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// A scratch directory removed on drop.
+#[derive(Debug)]
+pub struct Scratch(pub PathBuf);
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("chargewatch-it"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The Tansu binary: `TANSU` or `tansu` on the PATH or in ~/.cargo/bin.
+fn tansu_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TANSU") {
+        return PathBuf::from(path);
+    }
+    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu"));
+    if let Some(path) = cargo_bin.filter(|p| p.exists()) {
+        return path;
+    }
+    PathBuf::from("tansu")
+}
+
+/// A Tansu broker with in-memory storage on a random loopback port, stopped on drop.
+#[derive(Debug)]
+pub struct Tansu {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start tansu ({e}); scripts/test installs it: cargo install tansu --features dynostore --locked")
+            });
+        let bootstrap = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&bootstrap).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {bootstrap}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Tansu { child, bootstrap }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// librdkafka's in-process mock cluster with one broker.
+pub fn mock_cluster() -> MockCluster<'static, DefaultProducerContext> {
+    MockCluster::new(1).unwrap()
+}
+
+fn random_topics() -> Topics {
+    Topics {
+        telemetry: unique("telemetry"),
+        telemetry_json: String::new(),
+        events: unique("events"),
+        deadletter: unique("deadletter"),
+        alerts: unique("alerts"),
+    }
+}
+
+/// Random topic names (all five roles, the JSON mirror off), created in the mock cluster with `PARTITIONS` partitions.
+pub fn mock_topics(cluster: &MockCluster<'static, DefaultProducerContext>) -> Topics {
+    let topics = random_topics();
+    for name in [&topics.telemetry, &topics.events, &topics.deadletter, &topics.alerts] {
+        cluster.create_topic(name, PARTITIONS, 1).unwrap();
+    }
+    topics
+}
+
+/// Creates topics with `PARTITIONS` partitions through the admin API.
+pub async fn create_topic_names(bootstrap: &str, names: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let new: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new, &options).await.unwrap() {
+        result.unwrap();
+    }
+}
+
+/// Random topic names, created with `PARTITIONS` partitions through the admin API.
+pub async fn create_topics(bootstrap: &str) -> Topics {
+    let topics = random_topics();
+    let names = [
+        topics.telemetry.as_str(),
+        &topics.events,
+        &topics.deadletter,
+        &topics.alerts,
+    ];
+    create_topic_names(bootstrap, &names).await;
+    topics
+}
+
+/// One consumed record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// A consumer that reads every partition of a topic from the beginning, keeping what it read.
+pub struct Tail {
+    consumer: BaseConsumer,
+    pub records: Vec<Record>,
+}
+
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tail").field("records", &self.records.len()).finish()
+    }
+}
+
+impl Tail {
+    pub fn new(bootstrap: &str, topic: &str) -> Tail {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", unique("it"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        Tail {
+            consumer,
+            records: Vec::new(),
+        }
+    }
+
+    /// Polls for at most `wait`; returns how many records arrived.
+    pub fn poll(&mut self, wait: Duration) -> usize {
+        match self.consumer.poll(wait) {
+            Some(Ok(message)) => {
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.records.push(Record {
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+                1
+            }
+            Some(Err(error)) => panic!("consumer error: {error}"),
+            None => 0,
+        }
+    }
+
+    /// Polls until nothing new has come for `quiet`.
+    pub fn drain(&mut self, quiet: Duration) {
+        let mut last = Instant::now();
+        while last.elapsed() < quiet {
+            if self.poll(Duration::from_millis(200)) > 0 {
+                last = Instant::now();
+            }
+        }
+    }
+
+    /// Polls until `done(records)` holds or `timeout` passes; returns whether it held.
+    pub fn until(&mut self, timeout: Duration, done: impl Fn(&[Record]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if done(&self.records) {
+                return true;
+            }
+            self.poll(Duration::from_millis(200));
+        }
+        done(&self.records)
+    }
+}
+
+/// Reads `topic` from the beginning until `at_least` records arrived and nothing more came for
+/// two seconds, or `timeout` passed.
+pub fn consume(bootstrap: &str, topic: &str, at_least: usize, timeout: Duration) -> Vec<Record> {
+    let mut tail = Tail::new(bootstrap, topic);
+    let deadline = Instant::now() + timeout;
+    let quiet = Duration::from_secs(2);
+    let mut last = Instant::now();
+    while Instant::now() < deadline && !(tail.records.len() >= at_least && last.elapsed() > quiet) {
+        if tail.poll(Duration::from_millis(200)) > 0 {
+            last = Instant::now();
+        }
+    }
+    tail.records
+}
+
+/// The value of one Prometheus counter line (summed over label sets that contain `labels`).
+pub async fn metric(admin: std::net::SocketAddr, name: &str, labels: &str) -> f64 {
+    let body = http_get(admin, "/metrics").await.1;
+    body.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A minimal HTTP/1.0 GET: (status, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
