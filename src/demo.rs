@@ -2,12 +2,12 @@
 //! install.
 //!
 //! Today: librdkafka's in-process mock cluster as the broker (or `--brokers` for a real one),
-//! ingest on loopback, and the fleet simulator with a fault script (overheating coil, foreign
-//! object, misalignment, grid over-voltage, alarm flags, a terminal going silent) and mixed
-//! ciphers, plus a noisy line sending junk and a corrupted frame. Afterwards it reads the
-//! telemetry topic back into one Arrow `RecordBatch` and prints what arrived, what was
-//! dead-lettered and a per-vehicle summary. The processor, the Parquet lake and the query server
-//! join the demo as they are built (issues 4 to 6).
+//! ingest on loopback, the processor with the built-in rules, and the fleet simulator with a
+//! fault script (overheating coil, foreign object, misalignment, grid over-voltage, alarm flags,
+//! a terminal going silent) and mixed ciphers, plus a noisy line sending junk and a corrupted
+//! frame. Afterwards it reads the topics back: telemetry into one Arrow `RecordBatch`, what was
+//! dead-lettered, a per-vehicle summary, and the alerts the rules raised and cleared. The
+//! Parquet lake and the query server join the demo as they are built (issues 5 and 6).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -149,7 +149,12 @@ async fn run_async(
     };
     let topics = Topics::default();
     if let Some(cluster) = &mock {
-        for topic in [&topics.telemetry, &topics.events, &topics.deadletter] {
+        for topic in [
+            &topics.telemetry,
+            &topics.events,
+            &topics.deadletter,
+            &topics.alerts,
+        ] {
             cluster.create_topic(topic, PARTITIONS, 1)?;
         }
     }
@@ -170,6 +175,17 @@ async fn run_async(
     };
     let server = ingest::Ingest::start(&kafka, topics.clone(), config).await?;
     let faults = fault_script(terminals, duration);
+    let processor = processor::Processor::start(processor::runner::RunConfig {
+        kafka: kafka.clone(),
+        topics: topics.clone(),
+        processor: processor::ProcessorConfig {
+            group_id: format!("chargewatch-demo-{}", std::process::id()),
+            admin_listen: "127.0.0.1:0".parse()?,
+            idle_timeout: Duration::from_secs(1),
+            ..processor::ProcessorConfig::default()
+        },
+    })
+    .await?;
     println!(
         "chargewatch demo: broker {} ({}), ingest on {}, metrics on http://{}/metrics",
         brokers,
@@ -180,6 +196,10 @@ async fn run_async(
         },
         server.listen_addr,
         server.admin_addr
+    );
+    println!(
+        "processor: 17 built-in rules, metrics on http://{}/metrics, rules on http://{}/rules",
+        processor.admin_addr, processor.admin_addr
     );
     println!(
         "{terminals} terminals (DES, 3DES, AES-128 and plain in turn; keys in {}), {duration} s of charging at {rate} reports/s each",
@@ -227,6 +247,10 @@ async fn run_async(
     server.shutdown();
     server.wait().await?;
     println!("simulator: {}", report.summary());
+    // Let the idle partitions' watermarks pass the last windows, then stop the processor.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    processor.shutdown();
+    processor.wait().await?;
 
     let telemetry = read_topic(&brokers, &topics.telemetry)?;
     let messages: Vec<Message> = telemetry
@@ -298,10 +322,51 @@ async fn run_async(
         let min_eff = if *min_eff == f64::MAX { 0.0 } else { *min_eff };
         println!("{vin:<20} {n:>8} {max_coil:>16} {min_eff:>16.1} {max_x:>14} {max_ac:>12.1}");
     }
+    print_alerts(&brokers, &topics.alerts)?;
     anyhow::ensure!(
         report.failed == 0,
         "{} reports were never acknowledged",
         report.failed
     );
+    Ok(())
+}
+
+/// The alert events of the run: counts by type, then each raised alert.
+fn print_alerts(brokers: &str, topic: &str) -> Result<()> {
+    let events: Vec<processor::alerts::AlertEvent> = read_topic(brokers, topic)?
+        .iter()
+        .filter_map(|(value, _)| processor::alerts::AlertEvent::from_bytes(value))
+        .collect();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for event in &events {
+        *kinds.entry(event.kind.as_str()).or_default() += 1;
+    }
+    println!("alerts topic: {} CloudEvents {kinds:?}", events.len());
+    println!(
+        "{:<26} {:<20} {:<9} {:<8} evidence",
+        "rule", "vin", "severity", "cleared"
+    );
+    for raised in events
+        .iter()
+        .filter(|e| e.kind == processor::alerts::AlertKind::Raised)
+    {
+        let cleared = events.iter().any(|e| {
+            e.kind == processor::alerts::AlertKind::Cleared
+                && e.rule == raised.rule
+                && e.entity == raised.entity
+                && e.raised_window_start_us == raised.raised_window_start_us
+        });
+        let mut evidence = serde_json::to_string(&raised.evidence)?;
+        if let Some(entity) = raised.entity.get("alarm").or(raised.entity.get("diagnosis")) {
+            evidence = format!("{entity} {evidence}");
+        }
+        println!(
+            "{:<26} {:<20} {:<9} {:<8} {evidence}",
+            raised.rule,
+            raised.vin,
+            raised.severity.as_str(),
+            if cleared { "yes" } else { "open" }
+        );
+    }
     Ok(())
 }

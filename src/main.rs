@@ -7,6 +7,7 @@
 //! and query roles get their subcommands as they are built (issues 4 to 6).
 
 mod bench;
+mod bench_processor;
 mod config;
 mod decode;
 mod demo;
@@ -89,6 +90,21 @@ enum BenchCmd {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Telemetry -> decode -> all built-in rules, in memory and (with --brokers) via a broker.
+    Processor {
+        /// Distinct VINs, each reporting once per second of event time.
+        #[arg(long, default_value_t = 10_000)]
+        vins: usize,
+        /// Seconds of event time for the in-memory run.
+        #[arg(long, default_value_t = 120)]
+        seconds: i64,
+        /// Kafka bootstrap servers for the through-the-broker run (skipped without).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Seconds of event time for the broker run.
+        #[arg(long, default_value_t = 30)]
+        broker_seconds: i64,
+    },
     /// Simulator at max rate -> ingest -> broker, against a raw rdkafka producer (same run).
     Ingest {
         /// Kafka bootstrap servers.
@@ -142,6 +158,15 @@ fn main() -> ExitCode {
             Some(cipher) => bench::ingest(&brokers, terminals, reports, cipher, window),
             None => Err(anyhow::anyhow!("unknown cipher {cipher:?}")),
         },
+        Cmd::Bench {
+            what:
+                BenchCmd::Processor {
+                    vins,
+                    seconds,
+                    brokers,
+                    broker_seconds,
+                },
+        } => bench_processor::processor(vins, seconds, brokers.as_deref(), broker_seconds),
         Cmd::Demo {
             terminals,
             duration,

@@ -3,5 +3,6 @@
 
 mod golden;
 mod rule_files;
+mod runner;
 mod support;
 mod windows;
