@@ -40,7 +40,9 @@ impl Fleet {
         let vins = (0..n)
             .map(|i| Vin::new(&sim_vin(i)))
             .collect::<Result<Vec<_>, _>>()?;
-        let sessions = (0..n).map(|i| Session::new(i, i as u64 * 7919 + 1)).collect();
+        let sessions = (0..n)
+            .map(|i| Session::new(i, i as u64 * 7919 + 1))
+            .collect();
         let calm = Effects {
             power_factor: 1.0,
             ..Effects::default()
@@ -166,9 +168,15 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
             deadletter: format!("bench-deadletter-{suffix}"),
             alerts: format!("bench-alerts-{suffix}"),
         };
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-        let names = [&topics.telemetry, &topics.events, &topics.deadletter, &topics.alerts];
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()?;
+        let names = [
+            &topics.telemetry,
+            &topics.events,
+            &topics.deadletter,
+            &topics.alerts,
+        ];
         let new: Vec<NewTopic> = names
             .iter()
             .map(|name| NewTopic::new(name, 3, TopicReplication::Fixed(1)))
@@ -255,7 +263,11 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        anyhow::ensure!(consumed.get() as usize == total, "processor consumed {} of {total}", consumed.get());
+        anyhow::ensure!(
+            consumed.get() as usize == total,
+            "processor consumed {} of {total}",
+            consumed.get()
+        );
         let processor_rate = total as f64 / first.map_or(1.0, |f| f.elapsed().as_secs_f64());
         processor.shutdown();
         processor.wait().await?;
@@ -271,10 +283,18 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
     })
 }
 
-pub fn processor(vins: usize, seconds: i64, brokers: Option<&str>, broker_seconds: i64) -> Result<()> {
+pub fn processor(
+    vins: usize,
+    seconds: i64,
+    brokers: Option<&str>,
+    broker_seconds: i64,
+) -> Result<()> {
     println!("chargewatch processor benchmark: {vins} VINs, one report per VIN per second");
     let rate = in_memory(vins, seconds).context("in-memory run")?;
-    println!("ratio: in-memory records/s / 500 k goal = {:.2}", rate / 500_000.0);
+    println!(
+        "ratio: in-memory records/s / 500 k goal = {:.2}",
+        rate / 500_000.0
+    );
     if let Some(brokers) = brokers {
         let (processor_rate, raw_rate) =
             through_broker(brokers, vins, broker_seconds).context("broker run")?;

@@ -62,7 +62,11 @@ mod tests {
         assert_eq!(flagged.ingest, config.ingest);
         assert_eq!(config.processor.allowed_lateness.as_secs(), 5);
         assert_eq!(
-            config.processor.params.get("comm_loss.silence_s").map(String::as_str),
+            config
+                .processor
+                .params
+                .get("comm_loss.silence_s")
+                .map(String::as_str),
             Some("30")
         );
     }

@@ -36,7 +36,7 @@ fn fault_script(terminals: usize, duration: u32) -> Vec<Fault> {
         format!("tx-coil-overheat:2@{}s", at(20)),
         format!("fod:3@{}s+{}s", at(35), at(30)),
         format!("grid-overvoltage:4@{}s+{}s", at(25), at(20)),
-        format!("comm-loss:5@{}s+{}s", at(40), at(20)),
+        format!("comm-loss:5@{}s+{}s", at(40), at(35)),
         format!("alarm:6@{}s+{}s", at(30), at(40)),
         format!("living-object:7@{}s+{}s", at(50), at(15)),
         format!("efficiency-drop:8@{}s", at(45)),
@@ -182,6 +182,10 @@ async fn run_async(
             group_id: format!("chargewatch-demo-{}", std::process::id()),
             admin_listen: "127.0.0.1:0".parse()?,
             idle_timeout: Duration::from_secs(1),
+            // A one-minute demo: alerts clear after 10 s of quiet, and 10 s of silence is a
+            // lost session (defaults 30 s and 30 s).
+            quiet_period: Duration::from_secs(10),
+            params: [("comm_loss.silence_s".to_owned(), "10".to_owned())].into(),
             ..processor::ProcessorConfig::default()
         },
     })
@@ -198,7 +202,7 @@ async fn run_async(
         server.admin_addr
     );
     println!(
-        "processor: 17 built-in rules, metrics on http://{}/metrics, rules on http://{}/rules",
+        "processor: 17 built-in rules (quiet period 10 s, comm loss after 10 s), metrics on http://{}/metrics, rules on http://{}/rules",
         processor.admin_addr, processor.admin_addr
     );
     println!(
@@ -357,7 +361,11 @@ fn print_alerts(brokers: &str, topic: &str) -> Result<()> {
                 && e.raised_window_start_us == raised.raised_window_start_us
         });
         let mut evidence = serde_json::to_string(&raised.evidence)?;
-        if let Some(entity) = raised.entity.get("alarm").or(raised.entity.get("diagnosis")) {
+        if let Some(entity) = raised
+            .entity
+            .get("alarm")
+            .or(raised.entity.get("diagnosis"))
+        {
             evidence = format!("{entity} {evidence}");
         }
         println!(

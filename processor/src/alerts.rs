@@ -93,7 +93,10 @@ pub struct AlertEvent {
 
 fn event_id(rule: &str, entity_key: &str, raised_start: i64, kind: AlertKind, end: i64) -> String {
     let end = if kind == AlertKind::Updated { end } else { 0 };
-    let text = format!("{rule}\u{0}{entity_key}\u{0}{raised_start}\u{0}{}\u{0}{end}", kind.as_str());
+    let text = format!(
+        "{rule}\u{0}{entity_key}\u{0}{raised_start}\u{0}{}\u{0}{end}",
+        kind.as_str()
+    );
     format!("{:032x}", xxh3_128(text.as_bytes()))
 }
 
@@ -282,7 +285,8 @@ impl Lifecycle {
                     if changed {
                         event.kind = AlertKind::Updated;
                         event.raised_window_start_us = open.raised_start;
-                        event.id = event_id(&rule.id, &entity_key, open.raised_start, event.kind, end);
+                        event.id =
+                            event_id(&rule.id, &entity_key, open.raised_start, event.kind, end);
                         open.last = event.clone();
                         events.push(event);
                     }
@@ -306,7 +310,9 @@ impl Lifecycle {
             .open
             .iter()
             .filter(|(key, open)| {
-                key.0 == rule.id && !fired.contains(*key) && end - open.last_fired_end >= self.quiet_us
+                key.0 == rule.id
+                    && !fired.contains(*key)
+                    && end - open.last_fired_end >= self.quiet_us
             })
             .map(|(key, _)| key.clone())
             .collect();

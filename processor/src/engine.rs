@@ -201,18 +201,18 @@ fn json_value(array: &ArrayRef, row: usize) -> Value {
         DataType::UInt16 => int!(UInt16Type),
         DataType::UInt32 => int!(UInt32Type),
         DataType::UInt64 => int!(UInt64Type),
-        DataType::Float32 => {
-            Value::from(round(f64::from(array.as_primitive::<Float32Type>().value(row))))
-        }
+        DataType::Float32 => Value::from(round(f64::from(
+            array.as_primitive::<Float32Type>().value(row),
+        ))),
         DataType::Float64 => Value::from(round(array.as_primitive::<Float64Type>().value(row))),
         DataType::Utf8 => Value::from(array.as_string::<i32>().value(row)),
         DataType::LargeUtf8 => Value::from(array.as_string::<i64>().value(row)),
         DataType::Utf8View => Value::from(array.as_string_view().value(row)),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => Value::from(
-            schemas::time::format_utc_micros(
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            Value::from(schemas::time::format_utc_micros(
                 array.as_primitive::<TimestampMicrosecondType>().value(row),
-            ),
-        ),
+            ))
+        }
         _ => datafusion::arrow::util::display::array_value_to_string(array, row)
             .map_or(Value::Null, Value::from),
     }
@@ -332,7 +332,8 @@ impl Engine {
             })
             .collect();
         let ids: Vec<String> = self.rules.iter().map(|s| s.rule.id.clone()).collect();
-        self.lifecycle.retain_rules(|id| ids.iter().any(|i| i == id));
+        self.lifecycle
+            .retain_rules(|id| ids.iter().any(|i| i == id));
         let rules: Vec<Rule> = self.rules.iter().map(|s| s.rule.clone()).collect();
         self.projection = projection_for(&rules);
         let full = full_telemetry_schema();
@@ -529,13 +530,13 @@ impl Engine {
             };
         }
         let mut events = Vec::new();
-        loop {
-            let Some(end) = self.rules.iter().filter_map(|s| s.next_end).min() else {
-                break;
-            };
-            if end > mark {
-                break;
-            }
+        while let Some(end) = self
+            .rules
+            .iter()
+            .filter_map(|s| s.next_end)
+            .min()
+            .filter(|&end| end <= mark)
+        {
             self.fold_sessions(end)?;
             let mut registered: Option<(i64, i64)> = None;
             let mut sessions_registered = false;
@@ -604,10 +605,11 @@ impl Engine {
         if rule.uses_telemetry && *registered != Some((start, end)) {
             let mut window = Vec::new();
             for segment in &self.segments {
-                if segment.max_us >= start && segment.min_us < end {
-                    if let Some(rows) = slice_window(&segment.batch, start, end)? {
-                        window.push(align(&rows, &self.schema)?);
-                    }
+                if segment.max_us >= start
+                    && segment.min_us < end
+                    && let Some(rows) = slice_window(&segment.batch, start, end)?
+                {
+                    window.push(align(&rows, &self.schema)?);
                 }
             }
             if window.is_empty() && !rule.uses_sessions {

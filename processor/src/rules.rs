@@ -76,7 +76,9 @@ impl WindowSpec {
                 .map_err(|e| format!("bad window duration {t:?}: {e}"))?;
             let us = i64::try_from(d.as_micros()).map_err(|_| "window too long".to_owned())?;
             if us < 1_000_000 || us % 1_000_000 != 0 {
-                return Err(format!("window duration {t:?} must be whole seconds, at least 1s"));
+                return Err(format!(
+                    "window duration {t:?} must be whole seconds, at least 1s"
+                ));
             }
             Ok(us)
         };
@@ -113,7 +115,8 @@ impl WindowSpec {
 
 impl std::fmt::Display for WindowSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = |us: i64| humantime::format_duration(Duration::from_secs((us / 1_000_000) as u64));
+        let secs =
+            |us: i64| humantime::format_duration(Duration::from_secs((us / 1_000_000) as u64));
         if self.is_sliding() {
             write!(f, "{} slide {}", secs(self.size_us), secs(self.slide_us))
         } else {
@@ -166,9 +169,7 @@ fn rule_error(file: &Path, line: usize, reason: impl Into<String>) -> Error {
 
 fn is_ident(text: &str) -> bool {
     !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !text.starts_with(|c: char| c.is_ascii_digit())
 }
 
@@ -231,7 +232,11 @@ pub fn parse(file: &Path, text: &str, overrides: &Overrides) -> Result<Rule> {
             }
             "id" | "severity" | "window" | "keys" | "description" => {
                 if fields.insert(key, (number, value.to_owned())).is_some() {
-                    return Err(rule_error(file, number, format!("header `{key}` given twice")));
+                    return Err(rule_error(
+                        file,
+                        number,
+                        format!("header `{key}` given twice"),
+                    ));
                 }
             }
             other => {
@@ -246,7 +251,11 @@ pub fn parse(file: &Path, text: &str, overrides: &Overrides) -> Result<Rule> {
         }
     }
     let Some(first_sql_line) = first_sql_line else {
-        return Err(rule_error(file, text.lines().count().max(1), "no SQL after the header"));
+        return Err(rule_error(
+            file,
+            text.lines().count().max(1),
+            "no SQL after the header",
+        ));
     };
     let mut take = |key: &str| {
         fields
@@ -374,9 +383,12 @@ fn error_line(error: &datafusion::error::DataFusionError, sql: &str) -> usize {
         .step_by(2)
         .filter(|q| !q.is_empty())
         .collect();
-    let named = message
-        .split_once("No field named ")
-        .map(|(_, rest)| rest.split(['.', ' ']).next().unwrap_or("").trim_matches('"'));
+    let named = message.split_once("No field named ").map(|(_, rest)| {
+        rest.split(['.', ' '])
+            .next()
+            .unwrap_or("")
+            .trim_matches('"')
+    });
     let code_lines = || {
         sql.lines()
             .enumerate()
@@ -493,7 +505,9 @@ pub async fn load(dir: Option<&Path>, builtin_rules: bool, overrides: &Overrides
                 for file in files {
                     match std::fs::read_to_string(&file) {
                         Ok(text) => sources.push((file, text)),
-                        Err(error) => loaded.rejected.push(rule_error(&file, 1, error.to_string())),
+                        Err(error) => loaded
+                            .rejected
+                            .push(rule_error(&file, 1, error.to_string())),
                     }
                 }
             }
@@ -520,7 +534,11 @@ pub async fn load(dir: Option<&Path>, builtin_rules: bool, overrides: &Overrides
             loaded.rejected.push(rule_error(
                 &file,
                 1,
-                format!("rule id `{}` is already defined in {}", rule.id, previous.file.display()),
+                format!(
+                    "rule id `{}` is already defined in {}",
+                    rule.id,
+                    previous.file.display()
+                ),
             ));
             continue;
         }
@@ -576,10 +594,18 @@ mod tests {
     fn header_errors_name_their_line() {
         let text = "-- id: x\n-- severity: urgent\n-- window: 10s\n-- keys: vin\n-- description: d\nSELECT vin FROM telemetry\n";
         let error = parse(Path::new("x.sql"), text, &Overrides::new()).unwrap_err();
-        assert_eq!(error.to_string(), "x.sql:2: unknown severity \"urgent\" (info, warning, major, critical)");
+        assert_eq!(
+            error.to_string(),
+            "x.sql:2: unknown severity \"urgent\" (info, warning, major, critical)"
+        );
         let text = "-- id: x\n-- severity: info\n-- window: 10s\n-- keys: vin\n-- description: d\nSELECT vin FROM telemetry\nWHERE soc > ${limit}\n";
         let error = parse(Path::new("x.sql"), text, &Overrides::new()).unwrap_err();
-        assert!(error.to_string().starts_with("x.sql:7: unknown param `limit`"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("x.sql:7: unknown param `limit`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -114,7 +114,10 @@ impl Outgoing {
             topic: topic.to_owned(),
             key: Some(event.vin.clone()),
             payload: event.to_bytes(),
-            headers: vec![("ce_type", event.kind.event_type()), ("ce_id", event.id.clone())],
+            headers: vec![
+                ("ce_type", event.kind.event_type()),
+                ("ce_id", event.id.clone()),
+            ],
         }
     }
 }
@@ -241,15 +244,27 @@ fn admin_router(metrics: Metrics, status: Arc<Status>) -> Router {
         .route(
             "/rules",
             get(move || async move {
-                let body = rules.rules.lock().map(|r| r.to_string()).unwrap_or_default();
-                ([(axum::http::header::CONTENT_TYPE, "application/json")], body)
+                let body = rules
+                    .rules
+                    .lock()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default();
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
             }),
         )
 }
 
 /// Loads the rules, logs the refused ones, and records both for `/rules`.
 async fn load_rules(config: &ProcessorConfig, metrics: &Metrics, status: &Status) -> Vec<Rule> {
-    let loaded = rules::load(config.rules.as_deref(), config.builtin_rules, &config.params).await;
+    let loaded = rules::load(
+        config.rules.as_deref(),
+        config.builtin_rules,
+        &config.params,
+    )
+    .await;
     for error in &loaded.rejected {
         tracing::warn!(%error, "rule refused");
     }
@@ -446,7 +461,9 @@ impl Worker {
             .consumed
             .with_label_values(&["telemetry"])
             .inc_by(self.pending.len() as u64);
-        let late = self.engine.push(&decoded.batch, &partitions, &offsets, now)?;
+        let late = self
+            .engine
+            .push(&decoded.batch, &partitions, &offsets, now)?;
         if !late.is_empty() {
             let vins = decoded.batch.column_by_name("vin").cloned();
             let frontier = schemas::time::format_utc_micros(self.engine.late_before());
@@ -494,7 +511,11 @@ impl Worker {
                 .rule_errors
                 .with_label_values(&[failure.rule.as_str()])
                 .inc();
-            tracing::warn!(rule = failure.rule, error = failure.error, "rule evaluation failed");
+            tracing::warn!(
+                rule = failure.rule,
+                error = failure.error,
+                "rule evaluation failed"
+            );
         }
         let topic = self.config.topics.alerts.clone();
         let mut outgoing: Vec<Outgoing> = std::mem::take(&mut self.outgoing);
@@ -503,7 +524,13 @@ impl Worker {
                 .alerts
                 .with_label_values(&[event.kind.as_str()])
                 .inc();
-            tracing::info!(kind = event.kind.as_str(), rule = event.rule, vin = event.vin, id = event.id, "alert");
+            tracing::info!(
+                kind = event.kind.as_str(),
+                rule = event.rule,
+                vin = event.vin,
+                id = event.id,
+                "alert"
+            );
             outgoing.push(Outgoing::alert(&topic, event));
         }
         if !outgoing.is_empty() && !deliver(&self.producer, &outgoing, &self.metrics, stop).await {
@@ -536,7 +563,9 @@ impl Worker {
         self.metrics
             .buffered_rows
             .set(self.engine.buffered_rows() as i64);
-        self.metrics.open_alerts.set(self.engine.open_alerts() as i64);
+        self.metrics
+            .open_alerts
+            .set(self.engine.open_alerts() as i64);
         if let Some(mark) = self.engine.watermark() {
             let lag = (schemas::time::now_us() - mark) / 1_000_000;
             self.metrics.watermark_lag.set(lag);
@@ -569,9 +598,14 @@ impl Worker {
                 .map_err(|e| Error::Config(e.to_string()))??;
             let restored = events.len();
             self.engine.restore(events);
-            tracing::info!(restored, open = self.engine.open_alerts(), "alert state restored");
+            tracing::info!(
+                restored,
+                open = self.engine.open_alerts(),
+                "alert state restored"
+            );
         }
-        self.engine.assign(partitions.iter().copied(), Instant::now());
+        self.engine
+            .assign(partitions.iter().copied(), Instant::now());
         tracing::info!(?partitions, "assigned");
         self.status.ready.store(true, Ordering::Relaxed);
         Ok(())

@@ -149,7 +149,10 @@ impl Sessions {
             }
             session.last_seen = t;
             session.partition = c.partition.value(row);
-            session.station_id = c.station.is_valid(row).then(|| c.station.value(row).to_owned());
+            session.station_id = c
+                .station
+                .is_valid(row)
+                .then(|| c.station.value(row).to_owned());
             session.pad_no = opt(c.pad, row);
             session.session_id = opt(c.session, row);
             if soc != session.soc {

@@ -139,7 +139,12 @@ fn timestamp(us: i64) -> ScalarValue {
 }
 
 /// Plans `sql` with `$window_start` / `$window_end` bound.
-pub async fn plan(ctx: &SessionContext, sql: &str, start_us: i64, end_us: i64) -> DfResult<DataFrame> {
+pub async fn plan(
+    ctx: &SessionContext,
+    sql: &str,
+    start_us: i64,
+    end_us: i64,
+) -> DfResult<DataFrame> {
     let frame = ctx.sql(sql).await?;
     frame.with_param_values(vec![
         ("window_start", timestamp(start_us)),

@@ -132,7 +132,12 @@ fn random_topics() -> Topics {
 /// Random topic names (all five roles, the JSON mirror off), created in the mock cluster with `PARTITIONS` partitions.
 pub fn mock_topics(cluster: &MockCluster<'static, DefaultProducerContext>) -> Topics {
     let topics = random_topics();
-    for name in [&topics.telemetry, &topics.events, &topics.deadletter, &topics.alerts] {
+    for name in [
+        &topics.telemetry,
+        &topics.events,
+        &topics.deadletter,
+        &topics.alerts,
+    ] {
         cluster.create_topic(name, PARTITIONS, 1).unwrap();
     }
     topics
@@ -192,7 +197,9 @@ pub struct Tail {
 
 impl std::fmt::Debug for Tail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tail").field("records", &self.records.len()).finish()
+        f.debug_struct("Tail")
+            .field("records", &self.records.len())
+            .finish()
     }
 }
 
@@ -309,4 +316,3 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
-

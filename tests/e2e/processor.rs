@@ -44,9 +44,16 @@ async fn ingest_with_fleet(
     topics: &Topics,
     scratch: &Scratch,
     n: usize,
-) -> (ingest::Ingest, Vec<(schemas::Vin, std::sync::Arc<schemas::TerminalKey>)>) {
+) -> (
+    ingest::Ingest,
+    Vec<(schemas::Vin, std::sync::Arc<schemas::TerminalKey>)>,
+) {
     let key_path = scratch.0.join("keys.toml");
-    std::fs::write(&key_path, simulator::generate_key_file(n, Some(Cipher::DesCbc))).unwrap();
+    std::fs::write(
+        &key_path,
+        simulator::generate_key_file(n, Some(Cipher::DesCbc)),
+    )
+    .unwrap();
     let config = ingest::IngestConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
@@ -57,7 +64,9 @@ async fn ingest_with_fleet(
         brokers: tansu.bootstrap.clone(),
         properties: Default::default(),
     };
-    let server = ingest::Ingest::start(&kafka, topics.clone(), config).await.unwrap();
+    let server = ingest::Ingest::start(&kafka, topics.clone(), config)
+        .await
+        .unwrap();
     let keys = KeyStore::load(&key_path).unwrap();
     (server, simulator::terminals_of(&keys, n))
 }
@@ -77,11 +86,16 @@ fn alerts_of(records: &[Record]) -> Vec<Alert> {
     records
         .iter()
         .map(|r| {
-            let event = processor::alerts::AlertEvent::from_bytes(&r.value)
-                .unwrap_or_else(|| panic!("not an alert event: {}", String::from_utf8_lossy(&r.value)));
+            let event = processor::alerts::AlertEvent::from_bytes(&r.value).unwrap_or_else(|| {
+                panic!("not an alert event: {}", String::from_utf8_lossy(&r.value))
+            });
             let doc: Value = serde_json::from_slice(&r.value).unwrap();
             assert_eq!(doc["specversion"], "1.0");
-            assert_eq!(r.key.as_deref(), Some(event.vin.as_bytes()), "alerts are keyed by VIN");
+            assert_eq!(
+                r.key.as_deref(),
+                Some(event.vin.as_bytes()),
+                "alerts are keyed by VIN"
+            );
             Alert {
                 kind: event.kind.as_str().to_owned(),
                 id: event.id,
@@ -210,16 +224,24 @@ async fn injected_faults_raise_their_rules_and_clear_after_the_fault() {
     let topics = create_topics(&tansu.bootstrap).await;
     let scratch = Scratch::new();
     let healthy = 2;
-    let (server, fleet) = ingest_with_fleet(&tansu, &topics, &scratch, EXPECTED.len() + healthy).await;
-    let processor = Processor::start(processor_config(&tansu.bootstrap, &topics, &testkit::unique("proc")))
-        .await
-        .unwrap();
+    let (server, fleet) =
+        ingest_with_fleet(&tansu, &topics, &scratch, EXPECTED.len() + healthy).await;
+    let processor = Processor::start(processor_config(
+        &tansu.bootstrap,
+        &topics,
+        &testkit::unique("proc"),
+    ))
+    .await
+    .unwrap();
 
     let mut sim = SimConfig::new(server.listen_addr.to_string(), fleet.clone());
     sim.rate_hz = RATE_HZ;
     sim.duration_s = 320;
     sim.keep_truth = true;
-    sim.faults = EXPECTED.iter().map(|e| e.fault.parse::<Fault>().unwrap()).collect();
+    sim.faults = EXPECTED
+        .iter()
+        .map(|e| e.fault.parse::<Fault>().unwrap())
+        .collect();
     let start_us = sim.start_us;
     let report = simulator::run(sim, |_| {}).await;
     assert_eq!(report.failed, 0, "{}", report.summary());
@@ -236,9 +258,14 @@ async fn injected_faults_raise_their_rules_and_clear_after_the_fault() {
     };
     let done = tail.until(Duration::from_secs(120), all_cleared);
     let alerts = alerts_of(&tail.records);
-    let seen: Vec<(String, String, String)> =
-        alerts.iter().map(|a| (a.kind.clone(), a.rule.clone(), a.vin.clone())).collect();
-    assert!(done, "not every fault raised and cleared its rule: {seen:#?}");
+    let seen: Vec<(String, String, String)> = alerts
+        .iter()
+        .map(|a| (a.kind.clone(), a.rule.clone(), a.vin.clone()))
+        .collect();
+    assert!(
+        done,
+        "not every fault raised and cleared its rule: {seen:#?}"
+    );
 
     for (index, expect) in EXPECTED.iter().enumerate() {
         let fault: Fault = expect.fault.parse().unwrap();
@@ -251,7 +278,9 @@ async fn injected_faults_raise_their_rules_and_clear_after_the_fault() {
                 .filter(|(v, r)| v.to_string() == vin(index) && offending(r))
                 .map(|(_, r)| r.time.utc_micros())
                 .min()
-                .unwrap_or_else(|| panic!("{}: the simulator never showed the fault", expect.fault)),
+                .unwrap_or_else(|| {
+                    panic!("{}: the simulator never showed the fault", expect.fault)
+                }),
             None => fault_start,
         };
         let raised = alerts
@@ -270,19 +299,40 @@ async fn injected_faults_raise_their_rules_and_clear_after_the_fault() {
             .iter()
             .find(|a| a.kind == "cleared" && a.rule == expect.rule && a.vin == vin(index))
             .unwrap();
-        assert!(cleared.window_end_us > fault_end, "{}: cleared before the fault ended", expect.fault);
-        assert_eq!(cleared.data["raised_window_start"], raised.data["raised_window_start"]);
+        assert!(
+            cleared.window_end_us > fault_end,
+            "{}: cleared before the fault ended",
+            expect.fault
+        );
+        assert_eq!(
+            cleared.data["raised_window_start"],
+            raised.data["raised_window_start"]
+        );
     }
     let realign = alerts.iter().any(|a| {
-        a.rule == "diagnosis" && a.vin == vin(3) && a.data["entity"]["diagnosis"] == "realign vehicle"
+        a.rule == "diagnosis"
+            && a.vin == vin(3)
+            && a.data["entity"]["diagnosis"] == "realign vehicle"
     });
-    assert!(realign, "misalignment with low efficiency is diagnosed as 'realign vehicle'");
+    assert!(
+        realign,
+        "misalignment with low efficiency is diagnosed as 'realign vehicle'"
+    );
     for index in EXPECTED.len()..EXPECTED.len() + healthy {
         let noise: Vec<&Alert> = alerts.iter().filter(|a| a.vin == vin(index)).collect();
-        assert!(noise.is_empty(), "healthy terminal {index} alerted: {noise:#?}");
+        assert!(
+            noise.is_empty(),
+            "healthy terminal {index} alerted: {noise:#?}"
+        );
     }
-    assert_eq!(metric(processor.admin_addr, "processor_records_late_total", "").await, 0.0);
-    assert_eq!(metric(processor.admin_addr, "processor_rules_loaded", "").await, 17.0);
+    assert_eq!(
+        metric(processor.admin_addr, "processor_records_late_total", "").await,
+        0.0
+    );
+    assert_eq!(
+        metric(processor.admin_addr, "processor_rules_loaded", "").await,
+        17.0
+    );
 
     processor.shutdown();
     processor.wait().await.unwrap();
@@ -294,7 +344,12 @@ async fn injected_faults_raise_their_rules_and_clear_after_the_fault() {
 fn by_id(alerts: &[Alert]) -> BTreeMap<String, (String, String, String)> {
     alerts
         .iter()
-        .map(|a| (a.id.clone(), (a.kind.clone(), a.rule.clone(), a.vin.clone())))
+        .map(|a| {
+            (
+                a.id.clone(),
+                (a.kind.clone(), a.rule.clone(), a.vin.clone()),
+            )
+        })
         .collect()
 }
 
@@ -316,11 +371,16 @@ async fn a_restarted_processor_misses_no_alert_and_repeats_carry_the_same_ids() 
     let scratch = Scratch::new();
     let (server, fleet) = ingest_with_fleet(&tansu, &topics, &scratch, 8).await;
     let group = testkit::unique("proc");
-    let reference =
-        Processor::start(processor_config(&tansu.bootstrap, &reference_topics, &testkit::unique("ref")))
-            .await
-            .unwrap();
-    let first = Processor::start(processor_config(&tansu.bootstrap, &topics, &group)).await.unwrap();
+    let reference = Processor::start(processor_config(
+        &tansu.bootstrap,
+        &reference_topics,
+        &testkit::unique("ref"),
+    ))
+    .await
+    .unwrap();
+    let first = Processor::start(processor_config(&tansu.bootstrap, &topics, &group))
+        .await
+        .unwrap();
 
     let mut sim = SimConfig::new(server.listen_addr.to_string(), fleet);
     sim.rate_hz = RATE_HZ;
@@ -349,7 +409,9 @@ async fn a_restarted_processor_misses_no_alert_and_repeats_carry_the_same_ids() 
     first.wait().await.unwrap();
     let stopped_after = first_alerts.records.len();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let second = Processor::start(processor_config(&tansu.bootstrap, &topics, &group)).await.unwrap();
+    let second = Processor::start(processor_config(&tansu.bootstrap, &topics, &group))
+        .await
+        .unwrap();
     let report = fleet_run.await.unwrap();
     assert_eq!(report.failed, 0, "{}", report.summary());
 
@@ -361,7 +423,10 @@ async fn a_restarted_processor_misses_no_alert_and_repeats_carry_the_same_ids() 
         let cleared = alerts.iter().filter(|a| a.kind == "cleared").count();
         raised >= 7 && raised == cleared
     };
-    assert!(reference_alerts.until(Duration::from_secs(120), settled), "reference did not settle");
+    assert!(
+        reference_alerts.until(Duration::from_secs(120), settled),
+        "reference did not settle"
+    );
     reference_alerts.drain(Duration::from_secs(5));
     let expected = by_id(&alerts_of(&reference_alerts.records));
     let mut pair = Tail::new(&tansu.bootstrap, &topics.alerts);
@@ -372,33 +437,78 @@ async fn a_restarted_processor_misses_no_alert_and_repeats_carry_the_same_ids() 
     pair.until(Duration::from_secs(90), caught_up);
     pair.drain(Duration::from_secs(5));
     let produced = by_id(&alerts_of(&pair.records));
-    assert!(stopped_after < pair.records.len(), "the second instance produced nothing");
+    assert!(
+        stopped_after < pair.records.len(),
+        "the second instance produced nothing"
+    );
 
-    assert_eq!(metric(second.admin_addr, "processor_records_late_total", "").await, 0.0);
-    assert_eq!(metric(reference.admin_addr, "processor_records_late_total", "").await, 0.0);
+    assert_eq!(
+        metric(second.admin_addr, "processor_records_late_total", "").await,
+        0.0
+    );
+    assert_eq!(
+        metric(reference.admin_addr, "processor_records_late_total", "").await,
+        0.0
+    );
     let story = |records: &[Record], rule: &str, vin: &str| -> Vec<(String, String, i64)> {
         alerts_of(records)
             .into_iter()
             .filter(|a| a.rule == rule && a.vin == vin)
-            .map(|a| (a.kind, a.data["raised_window_start"].to_string(), a.window_end_us / SECOND))
+            .map(|a| {
+                (
+                    a.kind,
+                    a.data["raised_window_start"].to_string(),
+                    a.window_end_us / SECOND,
+                )
+            })
             .collect()
     };
-    let missed: Vec<_> = expected.iter().filter(|(id, _)| !produced.contains_key(*id)).collect();
+    let missed: Vec<_> = expected
+        .iter()
+        .filter(|(id, _)| !produced.contains_key(*id))
+        .collect();
     for (_, (_, rule, vin)) in &missed {
-        eprintln!("{rule} {vin}: reference {:?}", story(&reference_alerts.records, rule, vin));
-        eprintln!("{rule} {vin}: restarted pair {:?}", story(&pair.records, rule, vin));
+        eprintln!(
+            "{rule} {vin}: reference {:?}",
+            story(&reference_alerts.records, rule, vin)
+        );
+        eprintln!(
+            "{rule} {vin}: restarted pair {:?}",
+            story(&pair.records, rule, vin)
+        );
     }
-    assert!(missed.is_empty(), "alerts missed across the restart: {missed:#?}");
-    let extra: Vec<_> = produced.iter().filter(|(id, _)| !expected.contains_key(*id)).collect();
+    assert!(
+        missed.is_empty(),
+        "alerts missed across the restart: {missed:#?}"
+    );
+    let extra: Vec<_> = produced
+        .iter()
+        .filter(|(id, _)| !expected.contains_key(*id))
+        .collect();
     for (_, (_, rule, vin)) in &extra {
-        eprintln!("{rule} {vin}: reference {:?}", story(&reference_alerts.records, rule, vin));
-        eprintln!("{rule} {vin}: restarted pair {:?}", story(&pair.records, rule, vin));
+        eprintln!(
+            "{rule} {vin}: reference {:?}",
+            story(&reference_alerts.records, rule, vin)
+        );
+        eprintln!(
+            "{rule} {vin}: restarted pair {:?}",
+            story(&pair.records, rule, vin)
+        );
         eprintln!("first instance stopped after {stopped_after} alerts");
         for a in alerts_of(&reference_alerts.records) {
-            eprintln!("reference: {} {} {} {}", a.kind, a.rule, a.vin, a.window_end_us / SECOND);
+            eprintln!(
+                "reference: {} {} {} {}",
+                a.kind,
+                a.rule,
+                a.vin,
+                a.window_end_us / SECOND
+            );
         }
     }
-    assert!(extra.is_empty(), "alerts the uninterrupted run never produced: {extra:#?}");
+    assert!(
+        extra.is_empty(),
+        "alerts the uninterrupted run never produced: {extra:#?}"
+    );
     for (id, what) in &produced {
         assert_eq!(Some(what), expected.get(id), "alert {id} differs");
     }

@@ -53,37 +53,58 @@ async fn rules_reload_when_the_directory_changes_and_refusals_show_on_rules() {
     let topics = mock_topics(&cluster);
     let dir = Scratch::new();
     std::fs::write(dir.0.join("first.sql"), GOOD.replace("ID", "first")).unwrap();
-    let processor = Processor::start(config(&cluster.bootstrap_servers(), &topics, Some(dir.0.clone())))
-        .await
-        .unwrap();
+    let processor = Processor::start(config(
+        &cluster.bootstrap_servers(),
+        &topics,
+        Some(dir.0.clone()),
+    ))
+    .await
+    .unwrap();
     let admin = processor.admin_addr;
     let rules = async || -> serde_json::Value {
         serde_json::from_str(&http_get(admin, "/rules").await.1).unwrap_or_default()
     };
     wait_for("the first rule", Duration::from_secs(20), async || {
-        rules().await["loaded"].as_array().is_some_and(|l| l.len() == 1)
+        rules().await["loaded"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
     })
     .await;
     std::fs::write(
         dir.0.join("second.sql"),
-        GOOD.replace("ID", "second").replace("max(soc)", "max(socc)"),
+        GOOD.replace("ID", "second")
+            .replace("max(soc)", "max(socc)"),
     )
     .unwrap();
     wait_for("the refusal", Duration::from_secs(20), async || {
-        rules().await["rejected"].as_array().is_some_and(|r| r.len() == 1)
+        rules().await["rejected"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1)
     })
     .await;
     let report = rules().await;
     let refusal = report["rejected"][0].as_str().unwrap();
-    assert!(refusal.contains("second.sql:6: ") && refusal.contains("socc"), "{refusal}");
-    assert_eq!(report["loaded"].as_array().unwrap().len(), 1, "the good rule keeps running");
+    assert!(
+        refusal.contains("second.sql:6: ") && refusal.contains("socc"),
+        "{refusal}"
+    );
+    assert_eq!(
+        report["loaded"].as_array().unwrap().len(),
+        1,
+        "the good rule keeps running"
+    );
     assert_eq!(metric(admin, "processor_rules_rejected", "").await, 1.0);
     std::fs::write(dir.0.join("second.sql"), GOOD.replace("ID", "second")).unwrap();
     wait_for("the fixed rule", Duration::from_secs(20), async || {
-        rules().await["loaded"].as_array().is_some_and(|l| l.len() == 2)
+        rules().await["loaded"]
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
     })
     .await;
-    assert_eq!(http_get(admin, "/readyz").await.0, 200);
+    wait_for("readiness (partitions assigned)", Duration::from_secs(30), async || {
+        http_get(admin, "/readyz").await.0 == 200
+    })
+    .await;
     processor.shutdown();
     processor.wait().await.unwrap();
 }
@@ -91,7 +112,10 @@ async fn rules_reload_when_the_directory_changes_and_refusals_show_on_rules() {
 fn message(vin: Vin, second: i64) -> Vec<u8> {
     let time = TerminalTime::from_utc_micros(BASE_US + second * 1_000_000);
     let report = sample::wpt_report(time, "ST-0001", second as u32);
-    request_frame(vin, &report, None, &[0; 16]).unwrap().raw.to_vec()
+    request_frame(vin, &report, None, &[0; 16])
+        .unwrap()
+        .raw
+        .to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +123,9 @@ async fn refused_and_late_telemetry_go_to_the_dead_letter_topic() {
     let cluster = mock_cluster();
     let topics = mock_topics(&cluster);
     let bootstrap = cluster.bootstrap_servers();
-    let processor = Processor::start(config(&bootstrap, &topics, None)).await.unwrap();
+    let processor = Processor::start(config(&bootstrap, &topics, None))
+        .await
+        .unwrap();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()
@@ -114,7 +140,10 @@ async fn refused_and_late_telemetry_go_to_the_dead_letter_topic() {
             .key("LDEADLETTER000001")
             .payload(&value)
             .headers(headers);
-        producer.send(record, Duration::from_secs(10)).await.unwrap();
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap();
     };
     send(b"##not a frame".to_vec()).await;
     for second in 0..40 {
@@ -127,23 +156,48 @@ async fn refused_and_late_telemetry_go_to_the_dead_letter_topic() {
     .await;
     send(message(vin, 3)).await;
     let mut tail = Tail::new(&bootstrap, &topics.deadletter);
-    assert!(tail.until(Duration::from_secs(30), |r| r.len() >= 2), "dead letters");
+    assert!(
+        tail.until(Duration::from_secs(30), |r| r.len() >= 2),
+        "dead letters"
+    );
     let letters: Vec<DeadLetter> = tail
         .records
         .iter()
         .map(|r| {
-            DeadLetter::from_pairs(r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).unwrap()
+            DeadLetter::from_pairs(r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .unwrap()
         })
         .collect();
     let reasons: Vec<Reason> = letters.iter().map(|l| l.reason).collect();
     assert!(reasons.contains(&Reason::BadMessage), "{letters:?}");
-    let late = letters.iter().find(|l| l.reason == Reason::Late).expect("a late letter");
+    let late = letters
+        .iter()
+        .find(|l| l.reason == Reason::Late)
+        .expect("a late letter");
     assert_eq!(late.vin.as_deref(), Some("LDEADLETTER000001"));
-    assert!(late.source.starts_with(&topics.telemetry), "{}", late.source);
-    let raw = &tail.records[letters.iter().position(|l| l.reason == Reason::Late).unwrap()].value;
-    assert_eq!(raw, &message(vin, 3), "the dead letter carries the message as consumed");
-    assert_eq!(metric(processor.admin_addr, "processor_records_late_total", "").await, 1.0);
-    assert_eq!(metric(processor.admin_addr, "processor_records_rejected_total", "").await, 1.0);
+    assert!(
+        late.source.starts_with(&topics.telemetry),
+        "{}",
+        late.source
+    );
+    let raw = &tail.records[letters
+        .iter()
+        .position(|l| l.reason == Reason::Late)
+        .unwrap()]
+    .value;
+    assert_eq!(
+        raw,
+        &message(vin, 3),
+        "the dead letter carries the message as consumed"
+    );
+    assert_eq!(
+        metric(processor.admin_addr, "processor_records_late_total", "").await,
+        1.0
+    );
+    assert_eq!(
+        metric(processor.admin_addr, "processor_records_rejected_total", "").await,
+        1.0
+    );
     processor.shutdown();
     processor.wait().await.unwrap();
 }

@@ -65,7 +65,11 @@ impl Script {
             } else {
                 let vin = item["vin"].as_str().unwrap();
                 let (from, to) = (item["from"].as_i64().unwrap(), item["to"].as_i64().unwrap());
-                let set = item.get("set").and_then(Value::as_object).cloned().unwrap_or_default();
+                let set = item
+                    .get("set")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
                 for t in from..to {
                     let mut row = baseline(vin);
                     for (key, value) in &set {
