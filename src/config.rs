@@ -61,14 +61,9 @@ mod tests {
         assert_eq!(flagged.kafka.brokers, "10.0.0.1:9092");
         assert_eq!(flagged.ingest, config.ingest);
         assert_eq!(config.processor.allowed_lateness.as_secs(), 5);
-        assert_eq!(
-            config
-                .processor
-                .params
-                .get("comm_loss.silence_s")
-                .map(String::as_str),
-            Some("30")
-        );
+        let overrides = config.processor.overrides();
+        assert_eq!(overrides["comm_loss.silence_s"], "30");
+        assert_eq!(overrides["inverter_freq_out_of_band.min_khz"], "81.38");
     }
 
     #[test]

@@ -185,7 +185,11 @@ async fn run_async(
             // A one-minute demo: alerts clear after 10 s of quiet, and 10 s of silence is a
             // lost session (defaults 30 s and 30 s).
             quiet_period: Duration::from_secs(10),
-            params: [("comm_loss.silence_s".to_owned(), "10".to_owned())].into(),
+            params: [(
+                "comm_loss.silence_s".to_owned(),
+                processor::config::ParamValue::Integer(10),
+            )]
+            .into(),
             ..processor::ProcessorConfig::default()
         },
     })

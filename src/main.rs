@@ -56,7 +56,7 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
-    /// Run the pipeline built so far in one process: embedded broker, ingest, simulated fleet.
+    /// Run the pipeline built so far in one process: embedded broker, ingest, processor, fleet.
     Demo {
         /// Terminals in the simulated fleet.
         #[arg(long, default_value_t = 12)]

@@ -21,8 +21,9 @@ pub struct ProcessorConfig {
     pub rules: Option<PathBuf>,
     /// Load the built-in rules of `processor/rules/`.
     pub builtin_rules: bool,
-    /// Rule parameter overrides, `rule_id.param = value` (e.g. `tx_coil_overheat.max_c = 95`).
-    pub params: BTreeMap<String, String>,
+    /// Rule parameter overrides, `"rule_id.param" = value` (e.g. `"tx_coil_overheat.max_c" =
+    /// 95`); a number or a string, substituted into the rule's SQL as written.
+    pub params: BTreeMap<String, ParamValue>,
     /// How often the rules directory is checked for changes.
     #[serde(with = "humantime_serde")]
     pub rules_reload_interval: Duration,
@@ -77,7 +78,34 @@ impl Default for ProcessorConfig {
     }
 }
 
+/// A rule parameter as the config file gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Integer(v) => write!(f, "{v}"),
+            ParamValue::Float(v) => write!(f, "{v:?}"),
+            ParamValue::Text(v) => f.write_str(v),
+        }
+    }
+}
+
 impl ProcessorConfig {
+    /// The parameter overrides as rule loading takes them.
+    pub fn overrides(&self) -> crate::rules::Overrides {
+        self.params
+            .iter()
+            .map(|(key, value)| (key.clone(), value.to_string()))
+            .collect()
+    }
+
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
             allowed_lateness: self.allowed_lateness,

@@ -262,7 +262,7 @@ async fn load_rules(config: &ProcessorConfig, metrics: &Metrics, status: &Status
     let loaded = rules::load(
         config.rules.as_deref(),
         config.builtin_rules,
-        &config.params,
+        &config.overrides(),
     )
     .await;
     for error in &loaded.rejected {

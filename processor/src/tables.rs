@@ -15,35 +15,13 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result as DfResult;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use schemas::arrow::{telemetry_schema, timestamp_type};
+use schemas::realtime::GENERAL_ALARM_BITS;
 
 pub const TELEMETRY: &str = "telemetry";
 pub const SESSIONS: &str = "sessions";
 pub const ALARM_BITS: &str = "alarm_bits";
 /// The column the processor adds to telemetry rows: the Kafka partition they came from.
 pub const PARTITION: &str = "kafka_partition";
-
-/// The general alarm flag names, bit 0 first (PROTOCOL.md §5.1).
-pub const ALARM_FLAG_NAMES: [&str; 19] = [
-    "temperature_difference",
-    "battery_high_temperature",
-    "storage_over_voltage",
-    "storage_under_voltage",
-    "soc_low",
-    "cell_over_voltage",
-    "cell_under_voltage",
-    "soc_high",
-    "soc_jump",
-    "storage_mismatch",
-    "poor_cell_consistency",
-    "insulation",
-    "dcdc_temperature",
-    "brake_system",
-    "dcdc_state",
-    "motor_controller_temperature",
-    "high_voltage_interlock",
-    "motor_temperature",
-    "storage_over_charge",
-];
 
 static FULL_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields: Vec<Field> = telemetry_schema()
@@ -84,10 +62,10 @@ pub fn sessions_schema() -> SchemaRef {
 }
 
 fn alarm_bits() -> DfResult<RecordBatch> {
-    let n = ALARM_FLAG_NAMES.len() as u8;
+    let n = GENERAL_ALARM_BITS.len() as u8;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(UInt8Array::from_iter_values(0..n)),
-        Arc::new(StringArray::from_iter_values(ALARM_FLAG_NAMES)),
+        Arc::new(StringArray::from_iter_values(GENERAL_ALARM_BITS)),
         Arc::new(UInt32Array::from_iter_values((0..n).map(|b| 1u32 << b))),
     ];
     let schema = Arc::new(Schema::new(vec![

@@ -144,9 +144,30 @@ pub fn format_utc_micros(utc_us: i64) -> String {
     )
 }
 
+/// Reads back what [`format_utc_micros`] writes (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+pub fn parse_utc_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 27 || b[26] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss, us) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
+    let secs = days_from_civil(year, month, day) * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(secs * 1_000_000 + us)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_text_round_trips() {
+        for us in [0, 1_700_000_000_123_456, 1_795_000_000_000_000] {
+            assert_eq!(parse_utc_micros(&format_utc_micros(us)), Some(us));
+        }
+        assert_eq!(parse_utc_micros("2026-11-24"), None);
+    }
 
     #[test]
     fn converts_to_utc() {

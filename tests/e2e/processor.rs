@@ -463,20 +463,23 @@ async fn a_restarted_processor_misses_no_alert_and_repeats_carry_the_same_ids() 
             })
             .collect()
     };
+    let explain = |pairs: &[(&String, &(String, String, String))]| {
+        for (_, (_, rule, vin)) in pairs {
+            eprintln!(
+                "{rule} {vin}: reference {:?}",
+                story(&reference_alerts.records, rule, vin)
+            );
+            eprintln!(
+                "{rule} {vin}: restarted pair {:?}",
+                story(&pair.records, rule, vin)
+            );
+        }
+    };
     let missed: Vec<_> = expected
         .iter()
         .filter(|(id, _)| !produced.contains_key(*id))
         .collect();
-    for (_, (_, rule, vin)) in &missed {
-        eprintln!(
-            "{rule} {vin}: reference {:?}",
-            story(&reference_alerts.records, rule, vin)
-        );
-        eprintln!(
-            "{rule} {vin}: restarted pair {:?}",
-            story(&pair.records, rule, vin)
-        );
-    }
+    explain(&missed);
     assert!(
         missed.is_empty(),
         "alerts missed across the restart: {missed:#?}"
@@ -485,26 +488,8 @@ async fn a_restarted_processor_misses_no_alert_and_repeats_carry_the_same_ids() 
         .iter()
         .filter(|(id, _)| !expected.contains_key(*id))
         .collect();
-    for (_, (_, rule, vin)) in &extra {
-        eprintln!(
-            "{rule} {vin}: reference {:?}",
-            story(&reference_alerts.records, rule, vin)
-        );
-        eprintln!(
-            "{rule} {vin}: restarted pair {:?}",
-            story(&pair.records, rule, vin)
-        );
-        eprintln!("first instance stopped after {stopped_after} alerts");
-        for a in alerts_of(&reference_alerts.records) {
-            eprintln!(
-                "reference: {} {} {} {}",
-                a.kind,
-                a.rule,
-                a.vin,
-                a.window_end_us / SECOND
-            );
-        }
-    }
+    explain(&extra);
+    eprintln!("(the first instance stopped after {stopped_after} alerts)");
     assert!(
         extra.is_empty(),
         "alerts the uninterrupted run never produced: {extra:#?}"

@@ -101,9 +101,11 @@ async fn rules_reload_when_the_directory_changes_and_refusals_show_on_rules() {
             .is_some_and(|l| l.len() == 2)
     })
     .await;
-    wait_for("readiness (partitions assigned)", Duration::from_secs(30), async || {
-        http_get(admin, "/readyz").await.0 == 200
-    })
+    wait_for(
+        "readiness (partitions assigned)",
+        Duration::from_secs(30),
+        async || http_get(admin, "/readyz").await.0 == 200,
+    )
     .await;
     processor.shutdown();
     processor.wait().await.unwrap();
