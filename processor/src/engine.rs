@@ -503,7 +503,7 @@ impl Engine {
     }
 
     /// Closes every window the watermark has passed and returns the alert events, in window
-    /// end order. `until` caps the watermark (tests, end of input).
+    /// end order.
     pub async fn advance(&mut self, now: Instant) -> Result<Vec<AlertEvent>> {
         match self.compute_watermark(now) {
             Some(mark) => self.close_until(mark).await,

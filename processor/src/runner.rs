@@ -406,6 +406,8 @@ struct Worker {
     outgoing: Vec<Outgoing>,
     /// Events-topic offsets to store after the round.
     event_offsets: BTreeMap<i32, i64>,
+    /// Windows of this engine already counted in the metric.
+    windows_counted: u64,
 }
 
 impl Worker {
@@ -558,8 +560,11 @@ impl Worker {
             // restarts the engine anyway.
             tracing::debug!(%error, "storing offsets");
         }
-        self.metrics.windows.reset();
-        self.metrics.windows.inc_by(self.engine.stats.windows);
+        let windows = self.engine.stats.windows;
+        self.metrics
+            .windows
+            .inc_by(windows.saturating_sub(self.windows_counted));
+        self.windows_counted = windows;
         self.metrics
             .buffered_rows
             .set(self.engine.buffered_rows() as i64);
@@ -580,6 +585,7 @@ impl Worker {
         self.pending.clear();
         self.outgoing.clear();
         self.event_offsets.clear();
+        self.windows_counted = 0;
         self.engine = Engine::new(self.config.processor.engine(), self.rules.clone());
         let assignment = consumer.assignment()?;
         let partitions: BTreeSet<i32> = assignment
@@ -649,6 +655,7 @@ async fn run(
         pending: Pending::default(),
         outgoing: Vec::new(),
         event_offsets: BTreeMap::new(),
+        windows_counted: 0,
         config,
     };
     let rules_dir = worker.config.processor.rules.clone();
