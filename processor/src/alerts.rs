@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use schemas::time::{format_utc_micros, parse_utc_micros};
 use serde_json::{Map, Value, json};
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -100,14 +101,6 @@ fn event_id(rule: &str, entity_key: &str, raised_start: i64, kind: AlertKind, en
     format!("{:032x}", xxh3_128(text.as_bytes()))
 }
 
-fn time_text(us: i64) -> String {
-    schemas::time::format_utc_micros(us)
-}
-
-fn parse_time(text: &str) -> Option<i64> {
-    schemas::time::parse_utc_micros(text)
-}
-
 impl AlertEvent {
     /// The CloudEvents 1.0 JSON document.
     pub fn to_cloudevent(&self) -> Value {
@@ -116,7 +109,7 @@ impl AlertEvent {
             "type": self.kind.event_type(),
             "source": format!("/chargewatch/processor/rules/{}", self.rule),
             "id": self.id,
-            "time": time_text(self.window_end_us),
+            "time": format_utc_micros(self.window_end_us),
             "subject": self.vin,
             "datacontenttype": "application/json",
             "data": {
@@ -125,11 +118,11 @@ impl AlertEvent {
                 "severity": self.severity.as_str(),
                 "entity": self.entity,
                 "window": {
-                    "start": time_text(self.window_start_us),
-                    "end": time_text(self.window_end_us),
+                    "start": format_utc_micros(self.window_start_us),
+                    "end": format_utc_micros(self.window_end_us),
                     "spec": self.window.to_string(),
                 },
-                "raised_window_start": time_text(self.raised_window_start_us),
+                "raised_window_start": format_utc_micros(self.raised_window_start_us),
                 "evidence": self.evidence,
                 "station_id": self.station_id,
                 "pad_no": self.pad_no,
@@ -162,9 +155,9 @@ impl AlertEvent {
             vin: text(&doc, "subject")?,
             entity,
             window: WindowSpec::parse(window.get("spec")?.as_str()?).ok()?,
-            window_start_us: parse_time(window.get("start")?.as_str()?)?,
-            window_end_us: parse_time(window.get("end")?.as_str()?)?,
-            raised_window_start_us: parse_time(data.get("raised_window_start")?.as_str()?)?,
+            window_start_us: parse_utc_micros(window.get("start")?.as_str()?)?,
+            window_end_us: parse_utc_micros(window.get("end")?.as_str()?)?,
+            raised_window_start_us: parse_utc_micros(data.get("raised_window_start")?.as_str()?)?,
             evidence: data.get("evidence")?.as_object()?.clone(),
             station_id: text(data, "station_id"),
             pad_no: data

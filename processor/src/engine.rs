@@ -89,11 +89,10 @@ struct RuleState {
 /// Counters the runner turns into metrics.
 #[derive(Debug, Default, Clone)]
 pub struct EngineStats {
-    pub rows: u64,
+    /// Rows refused as late.
     pub late: u64,
+    /// Rule windows evaluated.
     pub windows: u64,
-    pub rule_errors: u64,
-    pub alerts: u64,
 }
 
 /// What a rule evaluation failure looked like, for logs.
@@ -408,18 +407,24 @@ impl Engine {
         let Some(times) = event_times(batch) else {
             return Err(crate::Error::Config("batch lacks event_time".into()));
         };
+        // Per partition: the last offset and the greatest event time of the rows not late.
+        let mut seen: BTreeMap<i32, (i64, Option<i64>)> = BTreeMap::new();
         let mut late = Vec::new();
         for (row, &t) in times.iter().enumerate() {
-            self.consumed(partitions[row], offsets[row], now);
+            let (last, max) = seen.entry(partitions[row]).or_insert((offsets[row], None));
+            *last = (*last).max(offsets[row]);
             if t < self.late_before {
                 late.push(row);
-                continue;
+            } else {
+                *max = Some(max.map_or(t, |m| m.max(t)));
             }
-            if let Some(clock) = self.clocks.get_mut(&partitions[row]) {
+        }
+        for (partition, (last, max)) in seen {
+            self.consumed(partition, last, now);
+            if let (Some(clock), Some(t)) = (self.clocks.get_mut(&partition), max) {
                 clock.max_event_us = Some(clock.max_event_us.map_or(t, |m| m.max(t)));
             }
         }
-        self.stats.rows += (rows - late.len()) as u64;
         self.stats.late += late.len() as u64;
         if late.len() == rows {
             return Ok(late);
@@ -555,7 +560,6 @@ impl Engine {
                     Ok(firings) => firings,
                     Err(error) => {
                         // The window's outcome is unknown: leave the rule's alerts as they are.
-                        self.stats.rule_errors += 1;
                         self.failures.push(RuleFailure {
                             rule: rule.id.clone(),
                             window_end_us: end,
@@ -568,7 +572,6 @@ impl Engine {
                 let stepped = self.lifecycle.step(&rule, start, end, firings, |vin| {
                     sessions.partition_of(vin).unwrap_or(-1)
                 });
-                self.stats.alerts += stepped.len() as u64;
                 events.extend(stepped);
             }
             self.late_before = self.late_before.max(end);
