@@ -114,7 +114,10 @@ pub fn telemetry_schema() -> SchemaRef {
     TELEMETRY_SCHEMA.clone()
 }
 
-/// The alerts table (written by the processor, issue 4).
+/// The alerts table: one row per alert event (raised, updated, cleared) of the alerts topic.
+/// `entity` is the rule's entity key as JSON and `raised_window_start` the start of the window
+/// that raised the alert, so a raise and its clear join on (`rule`, `entity`,
+/// `raised_window_start`).
 pub fn alert_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("alert_id", DataType::Utf8, false),
@@ -128,16 +131,20 @@ pub fn alert_schema() -> SchemaRef {
         Field::new("station_id", DataType::Utf8, true),
         Field::new("pad_no", DataType::UInt8, true),
         Field::new("evidence", DataType::Utf8, true),
+        Field::new("entity", DataType::Utf8, true),
+        Field::new("raised_window_start", timestamp_type(), true),
     ]))
 }
 
-/// The dead-letter table: anything ingest or the processor could not accept, raw.
+/// The dead-letter table: anything ingest or the processor could not accept, raw. `source` is
+/// where it came from (the terminal's address, or the processor and the refused message's
+/// partition and offset).
 pub fn deadletter_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("received_time", timestamp_type(), false),
         Field::new("reason", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, false),
-        Field::new("peer", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
         Field::new("vin", DataType::Utf8, true),
         Field::new("command", DataType::UInt8, true),
         Field::new("raw", DataType::Binary, false),

@@ -316,3 +316,125 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// The `moto_server` binary: `MOTO_SERVER`, or `moto_server` on the PATH.
+fn moto_binary() -> PathBuf {
+    std::env::var_os("MOTO_SERVER").map_or_else(|| PathBuf::from("moto_server"), PathBuf::from)
+}
+
+/// A real S3 API (`moto_server`, in memory) on a random loopback port, stopped on drop.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    addr: std::net::SocketAddr,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start moto_server ({e}); scripts/test installs it: pip install 'moto[server]'")
+            });
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            child,
+            endpoint: format!("http://{addr}"),
+            addr,
+        }
+    }
+
+    /// Creates a bucket with a random name and returns the name.
+    pub fn bucket(&self) -> String {
+        use std::io::{Read, Write};
+        let name = unique("lake").to_lowercase().replace('_', "-");
+        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
+        write!(
+            stream,
+            "PUT /{name} HTTP/1.0\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+            "{reply}"
+        );
+        name
+    }
+
+    /// object_store options that reach this server.
+    pub fn options(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("aws_endpoint", self.endpoint.as_str()),
+            ("aws_region", "us-east-1"),
+            ("aws_access_key_id", "testing"),
+            ("aws_secret_access_key", "testing"),
+            ("aws_allow_http", "true"),
+            ("aws_virtual_hosted_style_request", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A record to produce: (partition, key, value, headers).
+pub type Outgoing = (i32, String, Vec<u8>, Vec<(&'static str, String)>);
+
+/// Produces records to a topic and waits for every ack.
+///
+/// One record per batch: Tansu 0.6's fetch returns only batches whose base offset is at or
+/// after the requested offset, so a consumer resuming at a committed offset inside a batch
+/// would skip the rest of that batch (Kafka returns the whole batch and the client skips).
+pub async fn produce(bootstrap: &str, topic: &str, records: &[Outgoing]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap();
+    let mut pending = Vec::with_capacity(records.len());
+    for (partition, key, value, headers) in records {
+        let mut owned = OwnedHeaders::new();
+        for (name, value) in headers {
+            owned = owned.insert(Header {
+                key: name,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let record = FutureRecord::to(topic)
+            .partition(*partition)
+            .key(key.as_str())
+            .payload(value.as_slice())
+            .headers(owned);
+        pending.push(producer.send_result(record).unwrap());
+    }
+    for delivery in pending {
+        delivery.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,78 @@
+//! The sink's Prometheus metrics, all in one place. The one label, `table`, has four values.
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// Every sink metric, registered in its own registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// `sink_records_consumed_total{table}`.
+    pub consumed: IntCounterVec,
+    /// `sink_records_refused_total{table}`: messages that do not fit their table (logged).
+    pub refused: IntCounterVec,
+    /// `sink_rows_written_total{table}`: rows in uploaded files (a replay counts again).
+    pub rows: IntCounterVec,
+    /// `sink_files_written_total{table}`.
+    pub files: IntCounterVec,
+    /// `sink_bytes_written_total{table}`: Parquet bytes uploaded.
+    pub bytes: IntCounterVec,
+    /// `sink_rolls_closed_total{table}`.
+    pub rolls: IntCounterVec,
+    /// `sink_upload_retries_total`: failed uploads that were tried again.
+    pub upload_retries: IntCounter,
+    /// `sink_commit_failures_total`: offset commits refused (the next roll's commit covers them).
+    pub commit_failures: IntCounter,
+    /// `sink_rebalances_total`.
+    pub rebalances: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> crate::Result<Self> {
+        let registry = Registry::new();
+        let by_table =
+            |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["table"]);
+        let metrics = Metrics {
+            consumed: by_table("sink_records_consumed_total", "Records consumed, by table")?,
+            refused: by_table(
+                "sink_records_refused_total",
+                "Messages that do not fit their table",
+            )?,
+            rows: by_table("sink_rows_written_total", "Rows in uploaded files")?,
+            files: by_table("sink_files_written_total", "Parquet files uploaded")?,
+            bytes: by_table("sink_bytes_written_total", "Parquet bytes uploaded")?,
+            rolls: by_table("sink_rolls_closed_total", "Rolls closed")?,
+            upload_retries: IntCounter::new(
+                "sink_upload_retries_total",
+                "Failed uploads tried again",
+            )?,
+            commit_failures: IntCounter::new(
+                "sink_commit_failures_total",
+                "Offset commits refused by the broker",
+            )?,
+            rebalances: IntCounter::new("sink_rebalances_total", "Consumer group rebalances")?,
+            registry,
+        };
+        let r = &metrics.registry;
+        for vec in [
+            &metrics.consumed,
+            &metrics.refused,
+            &metrics.rows,
+            &metrics.files,
+            &metrics.bytes,
+            &metrics.rolls,
+        ] {
+            r.register(Box::new(vec.clone()))?;
+        }
+        r.register(Box::new(metrics.upload_retries.clone()))?;
+        r.register(Box::new(metrics.commit_failures.clone()))?;
+        r.register(Box::new(metrics.rebalances.clone()))?;
+        Ok(metrics)
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,175 @@
+//! A roll: the open Parquet files of one topic partition of one table, one file per UTC hour
+//! its rows fall in, all closed together.
+//!
+//! Rows arrive as `RecordBatch`es with their offsets; each batch is split by the hour of its
+//! rows' event time and appended to that hour's in-memory `ArrowWriter`. Closing the roll
+//! finishes every writer and names each file after the first and last offset it holds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::error::Result;
+use crate::lake::hour_of;
+use crate::tables::{Table, row_times};
+
+/// How files are encoded: zstd on every column, page statistics, dictionaries (a column's
+/// dictionary falls back to plain pages once it outgrows its page limit, so it is only kept
+/// where values repeat).
+pub fn writer_properties(zstd_level: i32, row_group_rows: usize) -> Result<WriterProperties> {
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_dictionary_enabled(true)
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_created_by(format!("chargewatch {}", env!("CARGO_PKG_VERSION")))
+        .build())
+}
+
+/// One hour's file of a roll.
+struct HourFile {
+    writer: ArrowWriter<Vec<u8>>,
+    first: i64,
+    last: i64,
+    rows: usize,
+}
+
+/// A finished file, ready to upload.
+#[derive(Debug)]
+pub struct FinishedFile {
+    pub hour: i64,
+    pub first: i64,
+    pub last: i64,
+    pub rows: usize,
+    pub bytes: Bytes,
+}
+
+/// The open files of one table partition; see the module docs.
+pub struct Roll {
+    pub table: Table,
+    /// First and last offset consumed into this roll (refused messages included).
+    pub first: i64,
+    pub last: i64,
+    /// Messages consumed (rows written plus refused).
+    pub messages: usize,
+    /// Set when the roll log says where this roll must end (a replay).
+    pub forced_end: Option<i64>,
+    pub started: Instant,
+    files: BTreeMap<i64, HourFile>,
+    properties: Arc<WriterProperties>,
+}
+
+impl std::fmt::Debug for Roll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Roll")
+            .field("table", &self.table)
+            .field("first", &self.first)
+            .field("last", &self.last)
+            .field("hours", &self.files.len())
+            .finish()
+    }
+}
+
+impl Roll {
+    pub fn new(
+        table: Table,
+        first: i64,
+        forced_end: Option<i64>,
+        properties: Arc<WriterProperties>,
+    ) -> Roll {
+        Roll {
+            table,
+            first,
+            last: first,
+            messages: 0,
+            forced_end,
+            started: Instant::now(),
+            files: BTreeMap::new(),
+            properties,
+        }
+    }
+
+    /// Encoded bytes so far (flushed pages and the row group in progress).
+    pub fn bytes(&self) -> usize {
+        self.files
+            .values()
+            .map(|f| f.writer.bytes_written() + f.writer.in_progress_size())
+            .sum()
+    }
+
+    /// Appends rows; `offsets[i]` is the offset of row `i`.
+    pub fn write(&mut self, batch: &RecordBatch, offsets: &[i64]) -> Result<()> {
+        debug_assert_eq!(batch.num_rows(), offsets.len());
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let hours: Vec<i64> = row_times(self.table, batch)?
+            .into_iter()
+            .map(hour_of)
+            .collect();
+        let first_hour = hours[0];
+        if hours.iter().all(|&h| h == first_hour) {
+            return self.write_hour(first_hour, batch, offsets);
+        }
+        let mut distinct = hours.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for hour in distinct {
+            let mask: BooleanArray = hours.iter().map(|&h| Some(h == hour)).collect();
+            let part = filter_record_batch(batch, &mask)?;
+            let part_offsets: Vec<i64> = offsets
+                .iter()
+                .zip(&hours)
+                .filter(|(_, h)| **h == hour)
+                .map(|(o, _)| *o)
+                .collect();
+            self.write_hour(hour, &part, &part_offsets)?;
+        }
+        Ok(())
+    }
+
+    fn write_hour(&mut self, hour: i64, batch: &RecordBatch, offsets: &[i64]) -> Result<()> {
+        let file = match self.files.entry(hour) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(HourFile {
+                writer: ArrowWriter::try_new(
+                    Vec::new(),
+                    self.table.schema(),
+                    Some((*self.properties).clone()),
+                )?,
+                first: offsets[0],
+                last: offsets[0],
+                rows: 0,
+            }),
+        };
+        file.writer.write(batch)?;
+        file.rows += batch.num_rows();
+        // Offsets grow within a partition, so the extremes are the ends.
+        file.first = file.first.min(offsets[0]);
+        file.last = file.last.max(offsets[offsets.len() - 1]);
+        Ok(())
+    }
+
+    /// Finishes every file of the roll.
+    pub fn finish(self) -> Result<Vec<FinishedFile>> {
+        let mut out = Vec::with_capacity(self.files.len());
+        for (hour, file) in self.files {
+            let bytes = file.writer.into_inner()?;
+            out.push(FinishedFile {
+                hour,
+                first: file.first,
+                last: file.last,
+                rows: file.rows,
+                bytes: Bytes::from(bytes),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,513 @@
+//! The lake's four tables, one per topic, and how a topic's messages become a `RecordBatch` of
+//! its table.
+//!
+//! Telemetry goes through `schemas::arrow::TelemetryDecoder` (column at a time); alerts
+//! (CloudEvents JSON), events (`EventMessage` JSON) and dead letters (raw value + headers) are
+//! small and built row by row. A message that does not fit its table is refused with its offset
+//! and reason; the caller counts and logs it.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    UInt8Builder, UInt16Builder,
+};
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use schemas::arrow::{Message, TelemetryDecoder};
+use schemas::message::{DeadLetter, EventMessage, Topics};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// One table of the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Telemetry,
+    Alerts,
+    DeadLetters,
+    Events,
+}
+
+impl Table {
+    pub const ALL: [Table; 4] = [
+        Table::Telemetry,
+        Table::Alerts,
+        Table::DeadLetters,
+        Table::Events,
+    ];
+
+    /// The table's directory under the lake root, and its SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Telemetry => "telemetry",
+            Table::Alerts => "alerts",
+            Table::DeadLetters => "deadletter",
+            Table::Events => "events",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The current schema of the table's files (without the `date` and `hour` partition columns).
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::Telemetry => schemas::arrow::telemetry_schema(),
+            Table::Alerts => schemas::arrow::alert_schema(),
+            Table::DeadLetters => schemas::arrow::deadletter_schema(),
+            Table::Events => schemas::arrow::event_schema(),
+        }
+    }
+
+    /// The column whose UTC date and hour name the row's partition: event time where there is
+    /// one (terminal time, alert window end, event time), else the received time.
+    pub fn time_column(self) -> &'static str {
+        match self {
+            Table::Telemetry => "event_time",
+            Table::Alerts | Table::Events => "time",
+            Table::DeadLetters => "received_time",
+        }
+    }
+
+    pub fn topic(self, topics: &Topics) -> &str {
+        match self {
+            Table::Telemetry => &topics.telemetry,
+            Table::Alerts => &topics.alerts,
+            Table::DeadLetters => &topics.deadletter,
+            Table::Events => &topics.events,
+        }
+    }
+}
+
+/// Messages of one topic partition waiting to be decoded, values packed in one buffer.
+#[derive(Debug)]
+pub struct Pending {
+    table: Table,
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    offsets: Vec<i64>,
+    received_us: Vec<i64>,
+    dead: Vec<Option<DeadLetter>>,
+}
+
+/// What decoding the pending messages gives.
+#[derive(Debug)]
+pub struct Decoded {
+    /// One row per accepted message, in offset order.
+    pub batch: RecordBatch,
+    /// The offset of each row.
+    pub offsets: Vec<i64>,
+    /// Offset and reason of each refused message.
+    pub refused: Vec<(i64, String)>,
+}
+
+impl Pending {
+    pub fn new(table: Table) -> Self {
+        Pending {
+            table,
+            bytes: Vec::new(),
+            spans: Vec::new(),
+            offsets: Vec::new(),
+            received_us: Vec::new(),
+            dead: Vec::new(),
+        }
+    }
+
+    /// Adds one message; `dead` carries a dead letter's header values.
+    pub fn push(&mut self, offset: i64, value: &[u8], received_us: i64, dead: Option<DeadLetter>) {
+        self.spans.push((self.bytes.len(), value.len()));
+        self.bytes.extend_from_slice(value);
+        self.offsets.push(offset);
+        self.received_us.push(received_us);
+        if self.table == Table::DeadLetters {
+            self.dead.push(dead);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Bytes of message values held.
+    pub fn value_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn value(&self, i: usize) -> &[u8] {
+        let (at, len) = self.spans[i];
+        &self.bytes[at..at + len]
+    }
+
+    /// Decodes everything pending into one batch of the table's schema and empties the buffer.
+    pub fn decode(&mut self, telemetry: &mut TelemetryDecoder) -> Result<Decoded> {
+        let decoded = match self.table {
+            Table::Telemetry => self.decode_telemetry(telemetry),
+            Table::Alerts => self.decode_rows(alert_row, alert_columns),
+            Table::Events => self.decode_rows(event_row, event_columns),
+            Table::DeadLetters => self.decode_deadletters(),
+        };
+        self.bytes.clear();
+        self.spans.clear();
+        self.offsets.clear();
+        self.received_us.clear();
+        self.dead.clear();
+        decoded
+    }
+
+    fn decode_telemetry(&self, decoder: &mut TelemetryDecoder) -> Result<Decoded> {
+        let messages: Vec<Message<'_>> = (0..self.len())
+            .map(|i| Message {
+                value: self.value(i),
+                received_us: self.received_us[i],
+            })
+            .collect();
+        let out = decoder.decode(&messages)?;
+        let mut refused = Vec::with_capacity(out.rejected.len());
+        let mut offsets = Vec::with_capacity(out.batch.num_rows());
+        let mut next_refused = out.rejected.iter().peekable();
+        for (i, offset) in self.offsets.iter().enumerate() {
+            match next_refused.peek() {
+                Some((at, error)) if *at == i => {
+                    refused.push((*offset, error.to_string()));
+                    next_refused.next();
+                }
+                _ => offsets.push(*offset),
+            }
+        }
+        Ok(Decoded {
+            batch: out.batch,
+            offsets,
+            refused,
+        })
+    }
+
+    /// Row-by-row tables: `row` parses one message into the builders, `finish` makes columns.
+    fn decode_rows<B: Default>(
+        &self,
+        row: fn(&mut B, &[u8], i64) -> std::result::Result<(), String>,
+        finish: fn(B) -> Vec<ArrayRef>,
+    ) -> Result<Decoded> {
+        let mut builders = B::default();
+        let mut offsets = Vec::with_capacity(self.len());
+        let mut refused = Vec::new();
+        for i in 0..self.len() {
+            match row(&mut builders, self.value(i), self.received_us[i]) {
+                Ok(()) => offsets.push(self.offsets[i]),
+                Err(reason) => refused.push((self.offsets[i], reason)),
+            }
+        }
+        let batch = RecordBatch::try_new(self.table.schema(), finish(builders))?;
+        Ok(Decoded {
+            batch,
+            offsets,
+            refused,
+        })
+    }
+
+    fn decode_deadletters(&self) -> Result<Decoded> {
+        let n = self.len();
+        let mut received = utc_builder(n);
+        let (mut reason, mut error, mut source, mut vin) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        let mut command = UInt8Builder::with_capacity(n);
+        let mut raw = BinaryBuilder::with_capacity(n, self.bytes.len());
+        for i in 0..n {
+            match &self.dead[i] {
+                Some(dead) => {
+                    let at = if dead.received_us > 0 {
+                        dead.received_us
+                    } else {
+                        self.received_us[i]
+                    };
+                    received.append_value(at);
+                    reason.append_value(dead.reason.as_str());
+                    error.append_value(&dead.error);
+                    source.append_option(Some(&dead.source).filter(|s| !s.is_empty()));
+                    vin.append_option(dead.vin.as_deref());
+                    command.append_option(dead.command);
+                }
+                // Kept, not refused: a dead letter is evidence even without its labels.
+                None => {
+                    received.append_value(self.received_us[i]);
+                    reason.append_value("unlabelled");
+                    error.append_value("dead letter without a cw-reason header");
+                    source.append_null();
+                    vin.append_null();
+                    command.append_null();
+                }
+            }
+            raw.append_value(self.value(i));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(received.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(error.finish()),
+            Arc::new(source.finish()),
+            Arc::new(vin.finish()),
+            Arc::new(command.finish()),
+            Arc::new(raw.finish()),
+        ];
+        let batch = RecordBatch::try_new(Table::DeadLetters.schema(), columns)?;
+        Ok(Decoded {
+            batch,
+            offsets: self.offsets.clone(),
+            refused: Vec::new(),
+        })
+    }
+}
+
+fn utc_builder(capacity: usize) -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC")
+}
+
+/// The UTC microseconds of a batch's partition-time column.
+pub fn row_times(table: Table, batch: &RecordBatch) -> Result<Vec<i64>> {
+    let column = batch
+        .column_by_name(table.time_column())
+        .ok_or_else(|| Error::Task(format!("{} has no time column", table.name())))?;
+    let times = column
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or_else(|| Error::Task(format!("{} time column type", table.name())))?;
+    Ok(times.values().to_vec())
+}
+
+struct AlertBuilders {
+    id: StringBuilder,
+    kind: StringBuilder,
+    time: TimestampMicrosecondBuilder,
+    vin: StringBuilder,
+    rule: StringBuilder,
+    severity: StringBuilder,
+    window_start: TimestampMicrosecondBuilder,
+    window_end: TimestampMicrosecondBuilder,
+    station_id: StringBuilder,
+    pad_no: UInt8Builder,
+    evidence: StringBuilder,
+    entity: StringBuilder,
+    raised_window_start: TimestampMicrosecondBuilder,
+}
+
+impl Default for AlertBuilders {
+    fn default() -> Self {
+        AlertBuilders {
+            id: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            time: utc_builder(0),
+            vin: StringBuilder::new(),
+            rule: StringBuilder::new(),
+            severity: StringBuilder::new(),
+            window_start: utc_builder(0),
+            window_end: utc_builder(0),
+            station_id: StringBuilder::new(),
+            pad_no: UInt8Builder::new(),
+            evidence: StringBuilder::new(),
+            entity: StringBuilder::new(),
+            raised_window_start: utc_builder(0),
+        }
+    }
+}
+
+fn text<'a>(doc: &'a Value, key: &str) -> std::result::Result<&'a str, String> {
+    doc.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("alert has no text field {key}"))
+}
+
+fn time(doc: &Value, key: &str) -> std::result::Result<i64, String> {
+    let value = text(doc, key)?;
+    schemas::time::parse_utc_micros(value)
+        .ok_or_else(|| format!("alert {key} {value:?} is not a UTC time"))
+}
+
+/// One CloudEvents alert (see ARCHITECTURE.md). Every check happens before the first append,
+/// so a refused message leaves the builders as they were.
+fn alert_row(
+    b: &mut AlertBuilders,
+    value: &[u8],
+    _received_us: i64,
+) -> std::result::Result<(), String> {
+    let doc: Value =
+        serde_json::from_slice(value).map_err(|e| format!("alert is not JSON: {e}"))?;
+    let data = doc.get("data").ok_or("alert has no data")?;
+    let window = data.get("window").ok_or("alert has no data.window")?;
+    let (id, kind, vin) = (
+        text(&doc, "id")?,
+        text(&doc, "type")?,
+        text(&doc, "subject")?,
+    );
+    let at = time(&doc, "time")?;
+    let (rule, severity) = (text(data, "rule")?, text(data, "severity")?);
+    let (start, end) = (time(window, "start")?, time(window, "end")?);
+    let raised = time(data, "raised_window_start").ok();
+    let json = |key: &str| data.get(key).filter(|v| !v.is_null()).map(Value::to_string);
+    b.id.append_value(id);
+    b.kind.append_value(kind);
+    b.time.append_value(at);
+    b.vin.append_value(vin);
+    b.rule.append_value(rule);
+    b.severity.append_value(severity);
+    b.window_start.append_value(start);
+    b.window_end.append_value(end);
+    b.station_id
+        .append_option(data.get("station_id").and_then(Value::as_str));
+    b.pad_no.append_option(
+        data.get("pad_no")
+            .and_then(Value::as_u64)
+            .and_then(|p| u8::try_from(p).ok()),
+    );
+    b.evidence.append_option(json("evidence"));
+    b.entity.append_option(json("entity"));
+    b.raised_window_start.append_option(raised);
+    Ok(())
+}
+
+fn alert_columns(mut b: AlertBuilders) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(b.id.finish()),
+        Arc::new(b.kind.finish()),
+        Arc::new(b.time.finish()),
+        Arc::new(b.vin.finish()),
+        Arc::new(b.rule.finish()),
+        Arc::new(b.severity.finish()),
+        Arc::new(b.window_start.finish()),
+        Arc::new(b.window_end.finish()),
+        Arc::new(b.station_id.finish()),
+        Arc::new(b.pad_no.finish()),
+        Arc::new(b.evidence.finish()),
+        Arc::new(b.entity.finish()),
+        Arc::new(b.raised_window_start.finish()),
+    ]
+}
+
+struct EventBuilders {
+    time: TimestampMicrosecondBuilder,
+    received: TimestampMicrosecondBuilder,
+    kind: StringBuilder,
+    vin: StringBuilder,
+    peer: StringBuilder,
+    login_seq: UInt16Builder,
+    iccid: StringBuilder,
+    detail: StringBuilder,
+}
+
+impl Default for EventBuilders {
+    fn default() -> Self {
+        EventBuilders {
+            time: utc_builder(0),
+            received: utc_builder(0),
+            kind: StringBuilder::new(),
+            vin: StringBuilder::new(),
+            peer: StringBuilder::new(),
+            login_seq: UInt16Builder::new(),
+            iccid: StringBuilder::new(),
+            detail: StringBuilder::new(),
+        }
+    }
+}
+
+fn event_row(
+    b: &mut EventBuilders,
+    value: &[u8],
+    _received_us: i64,
+) -> std::result::Result<(), String> {
+    let event: EventMessage =
+        serde_json::from_slice(value).map_err(|e| format!("event is not an EventMessage: {e}"))?;
+    b.time.append_value(event.time_us);
+    b.received.append_value(event.received_time_us);
+    b.kind.append_value(&event.kind);
+    b.vin.append_option(event.vin.as_deref());
+    b.peer
+        .append_option(Some(event.peer.as_str()).filter(|p| !p.is_empty()));
+    b.login_seq.append_option(event.login_seq);
+    b.iccid.append_option(event.iccid.as_deref());
+    b.detail.append_option(event.detail.as_deref());
+    Ok(())
+}
+
+fn event_columns(mut b: EventBuilders) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(b.time.finish()),
+        Arc::new(b.received.finish()),
+        Arc::new(b.kind.finish()),
+        Arc::new(b.vin.finish()),
+        Arc::new(b.peer.finish()),
+        Arc::new(b.login_seq.finish()),
+        Arc::new(b.iccid.finish()),
+        Arc::new(b.detail.finish()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_and_events_decode_and_refuse_whole_messages() {
+        let alert = serde_json::json!({
+            "specversion": "1.0", "type": "com.chargewatch.alert.raised", "id": "a1",
+            "time": "2026-11-24T01:00:10.000000Z", "subject": "LSIM0000000000001",
+            "data": {
+                "rule": "tx_coil_overheat", "severity": "critical",
+                "entity": {"vin": "LSIM0000000000001"},
+                "window": {"start": "2026-11-24T01:00:00.000000Z", "end": "2026-11-24T01:00:10.000000Z", "spec": "10s"},
+                "raised_window_start": "2026-11-24T01:00:00.000000Z",
+                "evidence": {"max_c": 91.5}, "station_id": "ST01", "pad_no": 2, "partition": 0
+            }
+        });
+        let mut pending = Pending::new(Table::Alerts);
+        pending.push(7, alert.to_string().as_bytes(), 0, None);
+        pending.push(8, b"{\"type\": 1}", 0, None);
+        let out = pending.decode(&mut TelemetryDecoder::new()).unwrap();
+        assert_eq!(out.offsets, vec![7]);
+        assert_eq!(out.refused.len(), 1);
+        assert_eq!(out.refused[0].0, 8);
+        assert_eq!(out.batch.num_rows(), 1);
+        let times = row_times(Table::Alerts, &out.batch).unwrap();
+        assert_eq!(
+            schemas::time::format_utc_micros(times[0]),
+            "2026-11-24T01:00:10.000000Z"
+        );
+        let evidence = out
+            .batch
+            .column_by_name("evidence")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(evidence.value(0), r#"{"max_c":91.5}"#);
+        assert!(pending.is_empty());
+
+        let mut events = Pending::new(Table::Events);
+        events.push(
+            1,
+            br#"{"kind":"login","time_us":5,"received_time_us":6,"peer":"1.2.3.4:5"}"#,
+            0,
+            None,
+        );
+        events.push(2, b"not json", 0, None);
+        let out = events.decode(&mut TelemetryDecoder::new()).unwrap();
+        assert_eq!((out.offsets, out.refused.len()), (vec![1], 1));
+    }
+
+    #[test]
+    fn dead_letters_without_labels_are_kept() {
+        let mut pending = Pending::new(Table::DeadLetters);
+        pending.push(3, b"\x23\x23junk", 42, None);
+        let out = pending.decode(&mut TelemetryDecoder::new()).unwrap();
+        assert_eq!(out.batch.num_rows(), 1);
+        let reason = out
+            .batch
+            .column_by_name("reason")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(reason.value(0), "unlabelled");
+        assert_eq!(row_times(Table::DeadLetters, &out.batch).unwrap(), vec![42]);
+    }
+}
