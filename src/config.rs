@@ -11,6 +11,7 @@ use ingest::IngestConfig;
 use processor::ProcessorConfig;
 use schemas::message::{KafkaSettings, Topics};
 use serde::{Deserialize, Serialize};
+use sinks::SinkConfig;
 
 /// Every section of the config file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The processor role.
     pub processor: ProcessorConfig,
+    /// The sink role (and `compact`, which reads `sink.lake` and `sink.storage`).
+    pub sink: SinkConfig,
 }
 
 /// Loads the layers; `flags` are `(dotted.key, value)` pairs from the command line.
@@ -64,6 +67,9 @@ mod tests {
         let overrides = config.processor.overrides();
         assert_eq!(overrides["comm_loss.silence_s"], "30");
         assert_eq!(overrides["inverter_freq_out_of_band.min_khz"], "81.38");
+        assert_eq!(config.sink.lake, "./data/lake");
+        assert_eq!(config.sink.roll_max_age.as_secs(), 60);
+        assert_eq!(config.sink.roll_max_bytes, 128 << 20);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The `chargewatch` binary: one subcommand per role or tool.
 //!
 //! Built so far: `ingest` (the terminal-facing role), `process` (the SQL fault-diagnosis
-//! rules), `simulate` (a fleet of virtual
-//! terminals), `decode` (inspect captured frames), `bench codec` (codec throughput against
-//! OpenSSL) and `demo` (the stages that exist, end to end in one process). The processor, sink
-//! and query roles get their subcommands as they are built (issues 4 to 6).
+//! rules), `sink` (the Parquet lake) and `compact` (merging its small files), `simulate` (a
+//! fleet of virtual terminals), `topics`, `decode` (inspect captured frames), `bench` (codec,
+//! ingest, processor and sink throughput against references) and `demo` (the stages that
+//! exist, end to end in one process). The query role gets its subcommands in issue 6.
 
 mod bench;
 mod bench_processor;
@@ -36,6 +36,10 @@ enum Cmd {
     Ingest(roles::IngestArgs),
     /// Run the fault-diagnosis rules over the telemetry topic and publish alerts.
     Process(roles::ProcessArgs),
+    /// Write telemetry, alerts, dead letters and events to the Parquet lake.
+    Sink(roles::SinkArgs),
+    /// Merge the lake's small files of finished hours into large ones.
+    Compact(roles::CompactArgs),
     /// Drive ingest with a fleet of simulated wireless-charging terminals.
     Simulate(roles::SimulateArgs),
     /// Create the configured topics that do not exist yet.
@@ -130,6 +134,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Ingest(args) => roles::ingest(args),
         Cmd::Process(args) => roles::process(args),
+        Cmd::Sink(args) => roles::sink(args),
+        Cmd::Compact(args) => roles::compact(args),
         Cmd::Simulate(args) => roles::simulate(args),
         Cmd::Topics(args) => roles::create_topics(args),
         Cmd::Decode {

@@ -1,4 +1,5 @@
-//! The `ingest`, `process` and `simulate` subcommands: flags, config layering, logging, signals.
+//! The `ingest`, `process`, `sink`, `compact` and `simulate` subcommands: flags, config
+//! layering, logging, signals.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -158,6 +159,109 @@ pub fn process(args: ProcessArgs) -> Result<()> {
         processor.wait().await?;
         Ok(())
     })
+}
+
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// Config file (TOML); see config/chargewatch.example.toml.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (kafka.brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// The lake: a directory, file:///…, s3://bucket/prefix, … (sink.lake).
+    #[arg(long)]
+    lake: Option<String>,
+    /// Admin HTTP listener for /metrics, /healthz, /readyz (sink.admin_listen).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Consumer group (sink.group_id).
+    #[arg(long)]
+    group_id: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn sink(args: SinkArgs) -> Result<()> {
+    init_logging(args.log_json);
+    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
+    if let Some(brokers) = args.brokers {
+        flags.push(("kafka.brokers", brokers.into()));
+    }
+    if let Some(lake) = args.lake {
+        flags.push(("sink.lake", lake.into()));
+    }
+    if let Some(admin) = args.admin_listen {
+        flags.push(("sink.admin_listen", admin.to_string().into()));
+    }
+    if let Some(group) = args.group_id {
+        flags.push(("sink.group_id", group.into()));
+    }
+    let config = config::load(args.config.as_deref(), flags)?;
+    runtime()?.block_on(async move {
+        let sink = sinks::Sink::start(sinks::RunConfig::new(
+            config.kafka,
+            config.topics,
+            config.sink,
+        ))
+        .await
+        .context("starting the sink")?;
+        terminated().await;
+        tracing::info!("shutting down: closing and committing the open files");
+        sink.shutdown();
+        sink.wait().await?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Config file (TOML); its `sink.lake` and `sink.storage` say where the lake is.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// The lake (sink.lake).
+    #[arg(long)]
+    lake: Option<String>,
+    /// Compact only hours before this one, `YYYY-MM-DDTHH` (UTC); default: the current hour.
+    #[arg(long)]
+    before: Option<String>,
+    /// Merged files stop growing at this many MiB of input.
+    #[arg(long, default_value_t = 128)]
+    target_mib: u64,
+}
+
+pub fn compact(args: CompactArgs) -> Result<()> {
+    init_logging(false);
+    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
+    if let Some(lake) = args.lake {
+        flags.push(("sink.lake", lake.into()));
+    }
+    let config = config::load(args.config.as_deref(), flags)?;
+    let mut options = sinks::CompactOptions {
+        target_bytes: args.target_mib << 20,
+        zstd_level: config.sink.zstd_level,
+        row_group_rows: config.sink.row_group_rows.get(),
+        ..sinks::CompactOptions::default()
+    };
+    if let Some(before) = &args.before {
+        let at = schemas::time::parse_utc_micros(&format!("{before}:00:00.000000Z"))
+            .with_context(|| format!("--before {before:?} is not YYYY-MM-DDTHH"))?;
+        options.before_hour = sinks::lake::hour_of(at);
+    }
+    let lake = sinks::Lake::open(&config.sink.lake, &config.sink.storage)?;
+    let report = runtime()?.block_on(sinks::compact(&lake, &options))?;
+    println!(
+        "compacted {}: {} files merged into {}, {} rows, {:.1} MiB -> {:.1} MiB; {} leftover files deleted",
+        lake.url,
+        report.files_in,
+        report.files_out,
+        report.rows,
+        report.bytes_in as f64 / 1048576.0,
+        report.bytes_out as f64 / 1048576.0,
+        report.leftovers_deleted
+    );
+    Ok(())
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,9 @@
 //!   (the guarantee is spelt out there).
 //! - [`compact`]: `chargewatch compact`, merging the small files of closed hours.
 
+// Readers of the lake use the same DataFusion (and arrow) the sink writes with.
+pub use datafusion;
+
 pub mod compact;
 pub mod config;
 pub mod error;
