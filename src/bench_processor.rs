@@ -27,7 +27,7 @@ const BASE_US: i64 = 1_795_478_400_000_000;
 const BATCH: usize = 8192;
 
 /// One report per VIN per second of event time, as telemetry message values.
-struct Fleet {
+pub(crate) struct Fleet {
     vins: Vec<Vin>,
     sessions: Vec<Session>,
     hot: Effects,
@@ -36,7 +36,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn new(n: usize) -> Result<Fleet> {
+    pub(crate) fn new(n: usize) -> Result<Fleet> {
         let vins = (0..n)
             .map(|i| Vin::new(&sim_vin(i)))
             .collect::<Result<Vec<_>, _>>()?;
@@ -61,7 +61,7 @@ impl Fleet {
     }
 
     /// The next second's messages, appended to `out` (cleared first).
-    fn next_second(&mut self, out: &mut Vec<Vec<u8>>) -> Result<()> {
+    pub(crate) fn next_second(&mut self, out: &mut Vec<Vec<u8>>) -> Result<()> {
         out.clear();
         let time = TerminalTime::from_utc_micros(BASE_US + self.second * 1_000_000);
         for (i, (vin, session)) in self.vins.iter().zip(&mut self.sessions).enumerate() {

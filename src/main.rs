@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_processor;
+mod bench_sink;
 mod config;
 mod decode;
 mod demo;
@@ -109,6 +110,24 @@ enum BenchCmd {
         #[arg(long, default_value_t = 30)]
         broker_seconds: i64,
     },
+    /// Telemetry rows -> zstd Parquet on one core, against pyarrow writing the same rows.
+    Sink {
+        /// Distinct VINs, each reporting once per second.
+        #[arg(long, default_value_t = 10_000)]
+        vins: usize,
+        /// Seconds of reports.
+        #[arg(long, default_value_t = 60)]
+        seconds: i64,
+        /// zstd level, for both writers.
+        #[arg(long, default_value_t = 1)]
+        zstd_level: i32,
+        /// Rounds of each writer; the best counts.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Python with pyarrow for the reference run (`none` to skip it).
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
     /// Simulator at max rate -> ingest -> broker, against a raw rdkafka producer (same run).
     Ingest {
         /// Kafka bootstrap servers.
@@ -173,6 +192,22 @@ fn main() -> ExitCode {
                     broker_seconds,
                 },
         } => bench_processor::processor(vins, seconds, brokers.as_deref(), broker_seconds),
+        Cmd::Bench {
+            what:
+                BenchCmd::Sink {
+                    vins,
+                    seconds,
+                    zstd_level,
+                    rounds,
+                    python,
+                },
+        } => bench_sink::sink(
+            vins,
+            seconds,
+            zstd_level,
+            rounds,
+            (python != "none").then_some(python.as_str()),
+        ),
         Cmd::Demo {
             terminals,
             duration,

@@ -66,8 +66,8 @@ pub struct CompactReport {
 /// Compacts every table of the lake; see the module docs.
 pub async fn compact(lake: &Lake, options: &CompactOptions) -> Result<CompactReport> {
     let mut report = CompactReport::default();
-    let properties = writer_properties(options.zstd_level, options.row_group_rows)?;
     for table in Table::ALL {
+        let properties = writer_properties(table, options.zstd_level, options.row_group_rows)?;
         let all = lake.list_parts(table).await?;
         let kept = live(all.clone());
         for leftover in all

@@ -206,7 +206,8 @@ struct Worker {
     lake: Lake,
     config: RunConfig,
     metrics: Metrics,
-    properties: Arc<WriterProperties>,
+    /// Encoding per table.
+    properties: HashMap<Table, Arc<WriterProperties>>,
     decoder: TelemetryDecoder,
     tables: HashMap<String, Table>,
     slots: HashMap<(Table, i32), Slot>,
@@ -284,7 +285,7 @@ impl Worker {
                 table,
                 offset,
                 forced.map(|e| e.last),
-                self.properties.clone(),
+                self.properties[&table].clone(),
             ));
         }
         let dead = if table == Table::DeadLetters {
@@ -527,10 +528,15 @@ async fn run(
     let topics: Vec<&str> = tables.keys().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     flags.ready.store(true, Ordering::Relaxed);
-    let properties = Arc::new(writer_properties(
-        config.sink.zstd_level,
-        config.sink.row_group_rows.get(),
-    )?);
+    let mut properties = HashMap::new();
+    for table in Table::ALL {
+        let encoding = writer_properties(
+            table,
+            config.sink.zstd_level,
+            config.sink.row_group_rows.get(),
+        )?;
+        properties.insert(table, Arc::new(encoding));
+    }
     let mut worker = Worker {
         lake,
         config,

@@ -20,7 +20,7 @@ use crate::support::*;
 /// Writes `records` of one partition as the sink would, `per_roll` messages a roll, with
 /// offsets from 0; the log says every roll but the last is committed.
 async fn write_rolls(lake: &Lake, table: Table, partition: i32, records: &[&Out], per_roll: usize) {
-    let properties = Arc::new(writer_properties(1, 1 << 20).unwrap());
+    let properties = Arc::new(writer_properties(table, 1, 1 << 20).unwrap());
     let mut log = RollLog::default();
     let mut decoder = TelemetryDecoder::new();
     for (n, chunk) in records.chunks(per_roll).enumerate() {
@@ -192,7 +192,7 @@ async fn new_column_next_to_old_files(lake: TestLake) {
     .await
     .unwrap();
     let newer: Vec<&Out> = records[6..].iter().collect();
-    let properties = Arc::new(writer_properties(1, 1 << 20).unwrap());
+    let properties = Arc::new(writer_properties(Table::Alerts, 1, 1 << 20).unwrap());
     let mut pending = Pending::new(Table::Alerts);
     for (i, (_, _, value, _)) in newer.iter().enumerate() {
         pending.push(6 + i as i64, value, 0, None);
