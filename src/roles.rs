@@ -26,6 +26,17 @@ fn init_logging(json: bool) {
     };
 }
 
+/// Command-line overrides as `(dotted.key, value)` pairs for `config::load`; flags not given
+/// are left out, so the file and environment decide.
+fn overrides<const N: usize>(
+    pairs: [(&'static str, Option<String>); N],
+) -> Vec<(&'static str, figment::value::Value)> {
+    pairs
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value?.into())))
+        .collect()
+}
+
 /// The multi-threaded tokio runtime every async subcommand runs on.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -81,19 +92,15 @@ pub struct IngestArgs {
 
 pub fn ingest(args: IngestArgs) -> Result<()> {
     init_logging(args.log_json);
-    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
-    if let Some(brokers) = args.brokers {
-        flags.push(("kafka.brokers", brokers.into()));
-    }
-    if let Some(listen) = args.listen {
-        flags.push(("ingest.listen", listen.to_string().into()));
-    }
-    if let Some(admin) = args.admin_listen {
-        flags.push(("ingest.admin_listen", admin.to_string().into()));
-    }
-    if let Some(keys) = args.keys {
-        flags.push(("ingest.keys", keys.display().to_string().into()));
-    }
+    let flags = overrides([
+        ("kafka.brokers", args.brokers),
+        ("ingest.listen", args.listen.map(|v| v.to_string())),
+        (
+            "ingest.admin_listen",
+            args.admin_listen.map(|v| v.to_string()),
+        ),
+        ("ingest.keys", args.keys.map(|v| v.display().to_string())),
+    ]);
     let config = config::load(args.config.as_deref(), flags)?;
     runtime()?.block_on(async move {
         let server = ingest::Ingest::start(&config.kafka, config.topics, config.ingest)
@@ -131,19 +138,18 @@ pub struct ProcessArgs {
 
 pub fn process(args: ProcessArgs) -> Result<()> {
     init_logging(args.log_json);
-    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
-    if let Some(brokers) = args.brokers {
-        flags.push(("kafka.brokers", brokers.into()));
-    }
-    if let Some(rules) = args.rules {
-        flags.push(("processor.rules", rules.display().to_string().into()));
-    }
-    if let Some(admin) = args.admin_listen {
-        flags.push(("processor.admin_listen", admin.to_string().into()));
-    }
-    if let Some(group) = args.group_id {
-        flags.push(("processor.group_id", group.into()));
-    }
+    let flags = overrides([
+        ("kafka.brokers", args.brokers),
+        (
+            "processor.rules",
+            args.rules.map(|v| v.display().to_string()),
+        ),
+        (
+            "processor.admin_listen",
+            args.admin_listen.map(|v| v.to_string()),
+        ),
+        ("processor.group_id", args.group_id),
+    ]);
     let config = config::load(args.config.as_deref(), flags)?;
     runtime()?.block_on(async move {
         let processor = processor::Processor::start(processor::runner::RunConfig {
@@ -185,19 +191,15 @@ pub struct SinkArgs {
 
 pub fn sink(args: SinkArgs) -> Result<()> {
     init_logging(args.log_json);
-    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
-    if let Some(brokers) = args.brokers {
-        flags.push(("kafka.brokers", brokers.into()));
-    }
-    if let Some(lake) = args.lake {
-        flags.push(("sink.lake", lake.into()));
-    }
-    if let Some(admin) = args.admin_listen {
-        flags.push(("sink.admin_listen", admin.to_string().into()));
-    }
-    if let Some(group) = args.group_id {
-        flags.push(("sink.group_id", group.into()));
-    }
+    let flags = overrides([
+        ("kafka.brokers", args.brokers),
+        ("sink.lake", args.lake),
+        (
+            "sink.admin_listen",
+            args.admin_listen.map(|v| v.to_string()),
+        ),
+        ("sink.group_id", args.group_id),
+    ]);
     let config = config::load(args.config.as_deref(), flags)?;
     runtime()?.block_on(async move {
         let sink = sinks::Sink::start(sinks::RunConfig::new(
@@ -233,10 +235,7 @@ pub struct CompactArgs {
 
 pub fn compact(args: CompactArgs) -> Result<()> {
     init_logging(false);
-    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
-    if let Some(lake) = args.lake {
-        flags.push(("sink.lake", lake.into()));
-    }
+    let flags = overrides([("sink.lake", args.lake)]);
     let config = config::load(args.config.as_deref(), flags)?;
     let mut options = sinks::CompactOptions {
         target_bytes: args.target_mib << 20,
@@ -400,10 +399,7 @@ pub fn create_topics(args: TopicsArgs) -> Result<()> {
     use rdkafka::client::DefaultClientContext;
     use rdkafka::types::RDKafkaErrorCode;
 
-    let mut flags: Vec<(&'static str, figment::value::Value)> = Vec::new();
-    if let Some(brokers) = args.brokers {
-        flags.push(("kafka.brokers", brokers.into()));
-    }
+    let flags = overrides([("kafka.brokers", args.brokers)]);
     let config = config::load(args.config.as_deref(), flags)?;
     let t = &config.topics;
     let names: Vec<&String> = [

@@ -151,16 +151,11 @@ async fn compaction_keeps_every_row(lake: TestLake) {
     assert_eq!(text(&sql(&lake, ALL_TELEMETRY).await), contents);
 }
 
-#[tokio::test]
-async fn compaction_keeps_counts_and_contents_on_the_local_filesystem() {
-    compaction_keeps_every_row(TestLake::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compaction_keeps_counts_and_contents_on_s3() {
-    let moto = Moto::start();
-    compaction_keeps_every_row(TestLake::s3(&moto)).await;
-}
+on_both_stores!(
+    compaction_keeps_every_row,
+    compaction_keeps_counts_and_contents_on_the_local_filesystem,
+    compaction_keeps_counts_and_contents_on_s3
+);
 
 /// Alerts as an older version wrote them: without `entity` and `raised_window_start`.
 fn old_alert_file(records: &[Out]) -> bytes::Bytes {
@@ -228,13 +223,28 @@ async fn new_column_next_to_old_files(lake: TestLake) {
     assert_eq!(text(&sql(&lake, query).await), expected);
 }
 
-#[tokio::test]
-async fn a_new_nullable_column_reads_next_to_old_files() {
-    new_column_next_to_old_files(TestLake::local()).await;
+on_both_stores!(
+    new_column_next_to_old_files,
+    a_new_nullable_column_reads_next_to_old_files,
+    a_new_nullable_column_reads_next_to_old_files_on_s3
+);
+
+/// Objects above the part size go up as multipart uploads and come back whole.
+async fn large_objects_round_trip(lake: TestLake) {
+    let lake = lake.open();
+    let size = sinks::lake::MULTIPART_PART_BYTES * 2 + 12_345;
+    let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let path = lake.root.clone().join("big").join("object.bin");
+    lake.put(&path, bytes::Bytes::from(bytes.clone()))
+        .await
+        .unwrap();
+    let back = lake.store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(back.len(), size);
+    assert!(back.as_ref() == bytes.as_slice());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_nullable_column_reads_next_to_old_files_on_s3() {
-    let moto = Moto::start();
-    new_column_next_to_old_files(TestLake::s3(&moto)).await;
-}
+on_both_stores!(
+    large_objects_round_trip,
+    large_objects_upload_in_parts_on_the_local_filesystem,
+    large_objects_upload_in_parts_on_s3
+);

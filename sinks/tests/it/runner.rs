@@ -192,16 +192,11 @@ async fn every_record_exactly_once(lake: TestLake) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_record_lands_exactly_once_on_the_local_filesystem() {
-    every_record_exactly_once(TestLake::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_record_lands_exactly_once_on_s3() {
-    let moto = Moto::start();
-    every_record_exactly_once(TestLake::s3(&moto)).await;
-}
+on_both_stores!(
+    every_record_exactly_once,
+    every_record_lands_exactly_once_on_the_local_filesystem,
+    every_record_lands_exactly_once_on_s3
+);
 
 async fn crash_between_upload_and_commit(lake: TestLake) {
     logs();
@@ -287,13 +282,8 @@ async fn raw_rows(lake: &sinks::Lake, table: Table) -> i64 {
     rows
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_after_upload_before_commit_leaves_no_duplicates() {
-    crash_between_upload_and_commit(TestLake::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_after_upload_before_commit_leaves_no_duplicates_on_s3() {
-    let moto = Moto::start();
-    crash_between_upload_and_commit(TestLake::s3(&moto)).await;
-}
+on_both_stores!(
+    crash_between_upload_and_commit,
+    a_crash_after_upload_before_commit_leaves_no_duplicates,
+    a_crash_after_upload_before_commit_leaves_no_duplicates_on_s3
+);

@@ -116,6 +116,23 @@ pub fn logs() {
         .try_init();
 }
 
+/// Two tests of one body: `$local` on a scratch directory, `$s3` on a fresh moto bucket.
+macro_rules! on_both_stores {
+    ($body:ident, $local:ident, $s3:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $local() {
+            $body(TestLake::local()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $s3() {
+            let moto = Moto::start();
+            $body(TestLake::s3(&moto)).await;
+        }
+    };
+}
+pub(crate) use on_both_stores;
+
 /// A lake to test against: a scratch directory, or a fresh bucket on moto.
 pub struct TestLake {
     pub location: String,
