@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ingest::IngestConfig;
 use processor::ProcessorConfig;
+use query::QueryConfig;
 use schemas::message::{KafkaSettings, Topics};
 use serde::{Deserialize, Serialize};
 use sinks::SinkConfig;
@@ -25,8 +26,11 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The processor role.
     pub processor: ProcessorConfig,
-    /// The sink role (and `compact`, which reads `sink.lake` and `sink.storage`).
+    /// The sink role (and `compact`, `query`, `serve-query`, which read `sink.lake` and
+    /// `sink.storage`).
     pub sink: SinkConfig,
+    /// The query role.
+    pub query: QueryConfig,
 }
 
 /// Loads the layers; `flags` are `(dotted.key, value)` pairs from the command line.
@@ -70,6 +74,8 @@ mod tests {
         assert_eq!(config.sink.lake, "./data/lake");
         assert_eq!(config.sink.roll_max_age.as_secs(), 60);
         assert_eq!(config.sink.roll_max_bytes, 128 << 20);
+        assert_eq!(config.query.timeout.as_secs(), 60);
+        assert_eq!(config.query.http_listen.port(), 9468);
     }
 
     #[test]

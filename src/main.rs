@@ -3,8 +3,8 @@
 //! Built so far: `ingest` (the terminal-facing role), `process` (the SQL fault-diagnosis
 //! rules), `sink` (the Parquet lake) and `compact` (merging its small files), `simulate` (a
 //! fleet of virtual terminals), `topics`, `decode` (inspect captured frames), `bench` (codec,
-//! ingest, processor and sink throughput against references) and `demo` (the stages that
-//! exist, end to end in one process). The query role gets its subcommands in issue 6.
+//! ingest, processor and sink throughput against references), `query` and `serve-query` (SQL
+//! over the lake) and `demo` (the stages that exist, end to end in one process).
 
 mod bench;
 mod bench_processor;
@@ -41,6 +41,10 @@ enum Cmd {
     Sink(roles::SinkArgs),
     /// Merge the lake's small files of finished hours into large ones.
     Compact(roles::CompactArgs),
+    /// Run one read-only SQL statement over the lake and print the answer.
+    Query(roles::QueryArgs),
+    /// Serve read-only SQL over the lake: HTTP POST /v1/query.
+    ServeQuery(roles::ServeQueryArgs),
     /// Drive ingest with a fleet of simulated wireless-charging terminals.
     Simulate(roles::SimulateArgs),
     /// Create the configured topics that do not exist yet.
@@ -155,6 +159,8 @@ fn main() -> ExitCode {
         Cmd::Process(args) => roles::process(args),
         Cmd::Sink(args) => roles::sink(args),
         Cmd::Compact(args) => roles::compact(args),
+        Cmd::Query(args) => roles::query(args),
+        Cmd::ServeQuery(args) => roles::serve_query(args),
         Cmd::Simulate(args) => roles::simulate(args),
         Cmd::Topics(args) => roles::create_topics(args),
         Cmd::Decode {

@@ -264,6 +264,88 @@ pub fn compact(args: CompactArgs) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Config file (TOML); its `sink.lake`, `sink.storage` and `[query]` apply.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// The lake (sink.lake).
+    #[arg(long)]
+    lake: Option<String>,
+    /// Output: table, csv, json (lines) or arrow (IPC stream).
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// The statement (read-only: SELECT, WITH, VALUES, EXPLAIN, SHOW, DESCRIBE).
+    sql: String,
+}
+
+fn query_engine(config: &config::Config) -> Result<query::Engine> {
+    let lake = sinks::Lake::open(&config.sink.lake, &config.sink.storage)?;
+    Ok(query::Engine::new(
+        lake,
+        query::Limits {
+            memory_bytes: config.query.memory_limit_mib << 20,
+            timeout: config.query.timeout,
+        },
+    ))
+}
+
+pub fn query(args: QueryArgs) -> Result<()> {
+    let format = query::Format::parse(&args.format)
+        .with_context(|| format!("--format {:?}: table, csv, json or arrow", args.format))?;
+    let config = config::load(
+        args.config.as_deref(),
+        overrides([("sink.lake", args.lake)]),
+    )?;
+    let engine = query_engine(&config)?;
+    let answer = runtime()?.block_on(engine.run(&args.sql))?;
+    use std::io::Write;
+    std::io::stdout().write_all(&format.encode(&answer)?)?;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ServeQueryArgs {
+    /// Config file (TOML); its `sink.lake`, `sink.storage` and `[query]` apply.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// The lake (sink.lake).
+    #[arg(long)]
+    lake: Option<String>,
+    /// HTTP listener for POST /v1/query (query.http_listen).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn serve_query(args: ServeQueryArgs) -> Result<()> {
+    init_logging(args.log_json);
+    let flags = overrides([
+        ("sink.lake", args.lake),
+        ("query.http_listen", args.http_listen.map(|v| v.to_string())),
+    ]);
+    let config = config::load(args.config.as_deref(), flags)?;
+    let engine = query_engine(&config)?;
+    runtime()?.block_on(async move {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (addr, server) = query::http::serve(
+            config.query.http_listen,
+            engine,
+            config.query.token,
+            stop.clone(),
+        )
+        .await
+        .context("starting the query server")?;
+        tracing::info!(%addr, lake = %config.sink.lake, "serving queries");
+        terminated().await;
+        stop.cancel();
+        let _ = server.await;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Ingest's terminal listener.
     #[arg(long, default_value = "127.0.0.1:32960")]

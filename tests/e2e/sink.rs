@@ -170,4 +170,21 @@ async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
         before["telemetry"]["duckdb_partitions"],
         after["telemetry"]["duckdb_partitions"]
     );
+
+    // `chargewatch query` over the same lake gives the same count.
+    let out = Command::new(env!("CARGO_BIN_EXE_chargewatch"))
+        .args(["query", "--format", "csv", "--lake"])
+        .arg(&lake_dir)
+        .arg("SELECT count(*) AS n FROM telemetry")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("n\n{acknowledged}\n")
+    );
 }

@@ -1,0 +1,38 @@
+//! The query role's one error type.
+
+use std::time::Duration;
+
+/// What a query can fail with; [`Error::status`] maps each to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The statement would change something or read outside the lake.
+    #[error(
+        "refused: {0} (the query service is read-only: SELECT, WITH, VALUES, EXPLAIN, SHOW, DESCRIBE)"
+    )]
+    Refused(String),
+    /// Bad SQL, an unknown table or column, or a failure while running (memory limit included).
+    #[error("{0}")]
+    Sql(#[from] datafusion::error::DataFusionError),
+    #[error("query ran past its time limit of {0:?}")]
+    Timeout(Duration),
+    #[error("lake: {0}")]
+    Lake(#[from] sinks::Error),
+    #[error("encoding the answer: {0}")]
+    Encode(#[from] datafusion::arrow::error::ArrowError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The HTTP status of the error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Refused(_) => 403,
+            Error::Sql(_) => 400,
+            Error::Timeout(_) => 504,
+            Error::Lake(_) | Error::Encode(_) | Error::Io(_) => 500,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

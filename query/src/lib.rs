@@ -1,0 +1,19 @@
+//! Query: SQL over the Parquet lake for users.
+//!
+//! - [`engine`]: a read-only DataFusion session per query over the lake's tables, with a memory
+//!   and a time limit; [`format`]: answers as a text table, CSV, JSON lines or Arrow IPC.
+//! - [`http`]: `POST /v1/query` (`chargewatch serve-query`), with bearer-token authentication.
+//!
+//! `chargewatch query --lake URL "SQL"` runs one statement through the same engine. Arrow Flight
+//! SQL comes next (issue 6).
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod format;
+pub mod http;
+
+pub use config::QueryConfig;
+pub use engine::{Answer, Engine, Limits};
+pub use error::{Error, Result};
+pub use format::Format;
