@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use schemas::arrow::TelemetryDecoder;
+use schemas::message::{DeadLetter, EventMessage};
 use schemas::payload::request_frame;
 use schemas::{TerminalTime, Vin};
 use sinks::Lake;
@@ -56,10 +57,92 @@ pub async fn lake() -> Fixture {
             lake.put(&path, file.bytes).await.unwrap();
         }
     }
+    write_small_tables(&lake, base).await;
     Fixture {
         lake,
         _scratch: scratch,
     }
+}
+
+/// One file per table of `messages` (value, received time, dead-letter labels), offsets from 0.
+async fn write_table(lake: &Lake, table: Table, messages: Vec<(Vec<u8>, i64, Option<DeadLetter>)>) {
+    let properties = Arc::new(writer_properties(table, 1, 1 << 20).unwrap());
+    let mut pending = Pending::new(table);
+    for (i, (value, received, dead)) in messages.into_iter().enumerate() {
+        pending.push(i as i64, &value, received, dead);
+    }
+    let decoded = pending.decode(&mut TelemetryDecoder::new()).unwrap();
+    assert!(decoded.refused.is_empty(), "{:?}", decoded.refused);
+    let mut roll = Roll::new(table, 0, None, properties);
+    roll.write(&decoded.batch, &decoded.offsets).unwrap();
+    for file in roll.finish().unwrap() {
+        let path = lake.part_path(table, file.hour, 0, file.first, file.last);
+        lake.put(&path, file.bytes).await.unwrap();
+    }
+}
+
+/// Alerts (each raised, then cleared 40 s later), dead letters and logins.
+async fn write_small_tables(lake: &Lake, base: i64) {
+    let fmt = schemas::time::format_utc_micros;
+    let mut alerts = Vec::new();
+    for (i, rule) in ["tx_coil_overheat", "misalignment", "tx_coil_overheat"]
+        .iter()
+        .enumerate()
+    {
+        let vin = format!("LQUERYTEST{i:07}");
+        let start = base + i as i64 * 300_000_000;
+        for (kind, end) in [
+            ("raised", start + 10_000_000),
+            ("cleared", start + 50_000_000),
+        ] {
+            let doc = serde_json::json!({
+                "specversion": "1.0", "type": format!("chargewatch.alert.{kind}"),
+                "id": format!("{rule}-{i}-{kind}"), "time": fmt(end), "subject": vin,
+                "data": {
+                    "rule": rule, "severity": "warning", "entity": {"vin": vin},
+                    "window": {"start": fmt(end - 10_000_000), "end": fmt(end), "spec": "10s"},
+                    "raised_window_start": fmt(start), "evidence": {"max_c": 91},
+                    "station_id": format!("ST{:02}", i % 3), "pad_no": 1, "partition": 0
+                }
+            });
+            alerts.push((doc.to_string().into_bytes(), end, None));
+        }
+    }
+    write_table(lake, Table::Alerts, alerts).await;
+    let dead = (0..5)
+        .map(|i| {
+            let labels = DeadLetter {
+                reason: schemas::Reason::CheckCode,
+                error: "check code mismatch".into(),
+                source: "10.0.0.7:40000".into(),
+                vin: (i % 2 == 0).then(|| "LQUERYTEST0000001".to_owned()),
+                command: Some(2),
+                received_us: base + i * 1_000_000,
+            };
+            (
+                vec![0x23, 0x23, i as u8],
+                base + i * 1_000_000,
+                Some(labels),
+            )
+        })
+        .collect();
+    write_table(lake, Table::DeadLetters, dead).await;
+    let logins = (0..VINS)
+        .map(|v| {
+            let event = EventMessage {
+                kind: "login".into(),
+                time_us: base + v as i64,
+                received_time_us: base + v as i64,
+                vin: Some(format!("LQUERYTEST{v:07}")),
+                peer: "10.0.0.7:40000".into(),
+                login_seq: Some(1),
+                iccid: None,
+                detail: None,
+            };
+            (serde_json::to_vec(&event).unwrap(), base, None)
+        })
+        .collect();
+    write_table(lake, Table::Events, logins).await;
 }
 
 pub fn engine(fixture: &Fixture) -> Engine {
