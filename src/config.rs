@@ -76,6 +76,7 @@ mod tests {
         assert_eq!(config.sink.roll_max_bytes, 128 << 20);
         assert_eq!(config.query.timeout.as_secs(), 60);
         assert_eq!(config.query.http_listen.port(), 9468);
+        assert_eq!(config.query.flight_listen.port(), 50051);
     }
 
     #[test]

@@ -43,7 +43,7 @@ enum Cmd {
     Compact(roles::CompactArgs),
     /// Run one read-only SQL statement over the lake and print the answer.
     Query(roles::QueryArgs),
-    /// Serve read-only SQL over the lake: HTTP POST /v1/query.
+    /// Serve read-only SQL over the lake: HTTP POST /v1/query and Arrow Flight SQL.
     ServeQuery(roles::ServeQueryArgs),
     /// Drive ingest with a fleet of simulated wireless-charging terminals.
     Simulate(roles::SimulateArgs),

@@ -314,6 +314,9 @@ pub struct ServeQueryArgs {
     /// HTTP listener for POST /v1/query (query.http_listen).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Arrow Flight SQL listener (query.flight_listen).
+    #[arg(long)]
+    flight_listen: Option<SocketAddr>,
     /// Log JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -324,6 +327,10 @@ pub fn serve_query(args: ServeQueryArgs) -> Result<()> {
     let flags = overrides([
         ("sink.lake", args.lake),
         ("query.http_listen", args.http_listen.map(|v| v.to_string())),
+        (
+            "query.flight_listen",
+            args.flight_listen.map(|v| v.to_string()),
+        ),
     ]);
     let config = config::load(args.config.as_deref(), flags)?;
     let engine = query_engine(&config)?;

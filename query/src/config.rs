@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub struct QueryConfig {
     /// HTTP listener: `POST /v1/query`, `/healthz`, `/readyz`.
     pub http_listen: SocketAddr,
+    /// Arrow Flight SQL (gRPC) listener.
+    pub flight_listen: SocketAddr,
     /// Memory one query may hold in its operators (sorts, joins, aggregations), in MiB.
     pub memory_limit_mib: usize,
     /// A query still running after this long is cancelled.
@@ -25,6 +27,7 @@ impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
             http_listen: SocketAddr::from(([0, 0, 0, 0], 9468)),
+            flight_listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
             memory_limit_mib: 1024,
             timeout: Duration::from_secs(60),
             token: String::new(),

@@ -63,6 +63,19 @@ impl Engine {
         Ok(ctx)
     }
 
+    /// The schema of a statement's answer, from its plan (nothing runs); refused as [`run`]
+    /// refuses.
+    ///
+    /// [`run`]: Engine::run
+    pub async fn plan_schema(&self, sql: &str) -> Result<SchemaRef> {
+        let ctx = self.session()?;
+        let frame = ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(refusal)?;
+        Ok(Arc::new(frame.schema().as_arrow().clone()))
+    }
+
     /// Plans and runs one statement, read-only, within the limits.
     pub async fn run(&self, sql: &str) -> Result<Answer> {
         let ctx = Arc::new(self.session()?);
@@ -83,6 +96,14 @@ impl Engine {
             .await
             .map_err(|_| Error::Timeout(self.limits.timeout))?
     }
+}
+
+/// No DDL, no DML (`COPY` included), no statements (`SET`, transactions).
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 /// A plan refused by the read-only options becomes [`Error::Refused`]; anything else stays SQL.

@@ -4,12 +4,15 @@
 //!   and a time limit; [`format`]: answers as a text table, CSV, JSON lines or Arrow IPC.
 //! - [`http`]: `POST /v1/query` (`chargewatch serve-query`), with bearer-token authentication.
 //!
-//! `chargewatch query --lake URL "SQL"` runs one statement through the same engine. Arrow Flight
-//! SQL comes next (issue 6).
+//! - [`flight`]: Arrow Flight SQL (statements, prepared statements, catalog calls) for ADBC,
+//!   JDBC and Grafana.
+//!
+//! `chargewatch query --lake URL "SQL"` runs one statement through the same engine.
 
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod flight;
 pub mod format;
 pub mod http;
 

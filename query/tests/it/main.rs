@@ -3,5 +3,6 @@
 
 mod docs;
 mod engine;
+mod flight;
 mod http;
 mod support;
