@@ -1,13 +1,15 @@
-//! `chargewatch demo`: the pipeline built so far, end to end in one process, with nothing to
-//! install.
+//! `chargewatch demo`: the whole pipeline in one process, with nothing to install.
 //!
-//! Today: librdkafka's in-process mock cluster as the broker (or `--brokers` for a real one),
-//! ingest on loopback, the processor with the built-in rules, and the fleet simulator with a
-//! fault script (overheating coil, foreign object, misalignment, grid over-voltage, alarm flags,
-//! a terminal going silent) and mixed ciphers, plus a noisy line sending junk and a corrupted
-//! frame. Afterwards it reads the topics back: telemetry into one Arrow `RecordBatch`, what was
-//! dead-lettered, a per-vehicle summary, and the alerts the rules raised and cleared. The
-//! Parquet lake and the query server join the demo as they are built (issues 5 and 6).
+//! librdkafka's in-process mock cluster as the broker (or `--brokers` for a real one), ingest
+//! on loopback, the processor with the built-in rules, the sink writing the Parquet lake
+//! (`--lake`, default `./data/lake`), the query server (HTTP and Arrow Flight SQL on loopback),
+//! and the fleet simulator with a fault script (overheating coil, foreign object,
+//! misalignment, grid over-voltage, alarm flags, a terminal going silent) and mixed ciphers,
+//! plus a noisy line sending junk and a corrupted frame. A status line follows the run
+//! (reports acknowledged, alerts raised and cleared, rows in the lake). Afterwards it reads the
+//! topics back (telemetry into one Arrow `RecordBatch`, dead letters, a per-vehicle summary,
+//! the alerts raised and whether they cleared), counts the lake's rows through the query
+//! engine, and prints `chargewatch query` commands that work on the lake it wrote.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -118,6 +120,7 @@ pub fn run(
     duration: u32,
     rate: f64,
     dir: &Path,
+    lake: &str,
     brokers: Option<String>,
 ) -> Result<()> {
     let runtime = crate::roles::runtime()?;
@@ -126,6 +129,7 @@ pub fn run(
         duration.max(10),
         rate,
         dir,
+        lake,
         brokers,
     ))
 }
@@ -135,6 +139,7 @@ async fn run_async(
     duration: u32,
     rate: f64,
     dir: &Path,
+    lake_location: &str,
     brokers: Option<String>,
 ) -> Result<()> {
     // The broker: embedded mock cluster unless real brokers are given.
@@ -194,6 +199,48 @@ async fn run_async(
         },
     })
     .await?;
+    if mock.is_some() {
+        fresh_local_lake(lake_location)?;
+    }
+    let lake = sinks::Lake::open(lake_location, &Default::default())?;
+    let sink = sinks::Sink::start_with_lake(
+        sinks::RunConfig::new(
+            kafka.clone(),
+            topics.clone(),
+            sinks::SinkConfig {
+                group_id: format!("chargewatch-demo-sink-{}", std::process::id()),
+                lake: lake_location.to_owned(),
+                admin_listen: "127.0.0.1:0".parse()?,
+                // Files every 5 s, so the lake fills while the demo runs.
+                roll_max_age: Duration::from_secs(5),
+                ..sinks::SinkConfig::default()
+            },
+        ),
+        lake.clone(),
+    )
+    .await?;
+    let engine = query::Engine::new(
+        lake.clone(),
+        query::Limits {
+            memory_bytes: 512 << 20,
+            timeout: Duration::from_secs(60),
+        },
+    );
+    let stop_queries = tokio_util::sync::CancellationToken::new();
+    let (http_addr, http) = query::http::serve(
+        "127.0.0.1:0".parse()?,
+        engine.clone(),
+        String::new(),
+        stop_queries.clone(),
+    )
+    .await?;
+    let (flight_addr, flight) = query::flight::serve(
+        "127.0.0.1:0".parse()?,
+        engine.clone(),
+        String::new(),
+        stop_queries.clone(),
+    )
+    .await?;
     println!(
         "chargewatch demo: broker {} ({}), ingest on {}, metrics on http://{}/metrics",
         brokers,
@@ -208,6 +255,13 @@ async fn run_async(
     println!(
         "processor: 17 built-in rules (quiet period 10 s, comm loss after 10 s), metrics on http://{}/metrics, rules on http://{}/rules",
         processor.admin_addr, processor.admin_addr
+    );
+    println!(
+        "sink: Parquet lake at {}, metrics on http://{}/metrics",
+        lake.url, sink.admin_addr
+    );
+    println!(
+        "query: POST SQL to http://{http_addr}/v1/query, Arrow Flight SQL at grpc://{flight_addr} (while the demo runs)"
     );
     println!(
         "{terminals} terminals (DES, 3DES, AES-128 and plain in turn; keys in {}), {duration} s of charging at {rate} reports/s each",
@@ -238,14 +292,22 @@ async fn run_async(
         let keys = KeyStore::load(&key_path)?;
         async move { noisy_line(target, &keys).await }
     });
-    let report = simulator::run(sim, |stats| {
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = watch_alerts(&brokers, &topics.alerts, watching.clone())?;
+    let (alert_metrics, lake_metrics) = (processor.metrics.clone(), sink.metrics.clone());
+    let started = Instant::now();
+    let report = simulator::run(sim, move |stats| {
         use std::sync::atomic::Ordering::Relaxed;
+        let acknowledged = stats.acknowledged.load(Relaxed);
         print!(
-            "\r  sent {:>7}  acknowledged {:>7}  reissued {:>4}  failed {:>3}",
-            stats.sent.load(Relaxed),
-            stats.acknowledged.load(Relaxed),
+            "\r  acknowledged {:>7} ({:>5.0}/s)  reissued {:>4}  failed {:>3}  alerts raised {:>3} cleared {:>3}  lake rows {:>7}",
+            acknowledged,
+            acknowledged as f64 / started.elapsed().as_secs_f64().max(0.001),
             stats.reissued.load(Relaxed),
-            stats.failed.load(Relaxed)
+            stats.failed.load(Relaxed),
+            alert_metrics.alerts.with_label_values(&["raised"]).get(),
+            alert_metrics.alerts.with_label_values(&["cleared"]).get(),
+            lake_metrics.rows.with_label_values(&["telemetry"]).get(),
         );
         let _ = std::io::stdout().flush();
     })
@@ -259,6 +321,24 @@ async fn run_async(
     tokio::time::sleep(Duration::from_secs(8)).await;
     processor.shutdown();
     processor.wait().await?;
+    // The sink has read everything once its consumption stops moving; stopping it closes and
+    // commits the open files.
+    let mut consumed = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now: u64 = ["telemetry", "alerts", "deadletter", "events"]
+            .iter()
+            .map(|t| sink.metrics.consumed.with_label_values(&[*t]).get())
+            .sum();
+        if now == consumed {
+            break;
+        }
+        consumed = now;
+    }
+    sink.shutdown();
+    sink.wait().await?;
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.join();
 
     let telemetry = read_topic(&brokers, &topics.telemetry)?;
     let messages: Vec<Message> = telemetry
@@ -331,6 +411,10 @@ async fn run_async(
         println!("{vin:<20} {n:>8} {max_coil:>16} {min_eff:>16.1} {max_x:>14} {max_ac:>12.1}");
     }
     print_alerts(&brokers, &topics.alerts)?;
+    print_lake(&engine, lake_location).await?;
+    stop_queries.cancel();
+    let _ = http.await;
+    let _ = flight.await;
     anyhow::ensure!(
         report.failed == 0,
         "{} reports were never acknowledged",
@@ -380,5 +464,109 @@ fn print_alerts(brokers: &str, topic: &str) -> Result<()> {
             if cleared { "yes" } else { "open" }
         );
     }
+    Ok(())
+}
+
+/// Prints each alert event as the processor publishes it, until `watching` turns false.
+fn watch_alerts(
+    brokers: &str,
+    topic: &str,
+    watching: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("chargewatch-demo-watch-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(std::thread::spawn(move || {
+        while watching.load(std::sync::atomic::Ordering::Relaxed) {
+            let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let Some(event) =
+                processor::alerts::AlertEvent::from_bytes(message.payload().unwrap_or_default())
+            else {
+                continue;
+            };
+            let evidence = serde_json::to_string(&event.evidence).unwrap_or_default();
+            // Over the status line, which the next update redraws below.
+            println!(
+                "\r  alert {:<8} {:<26} {:<18} {:<9} {evidence:<60}",
+                event.kind.as_str(),
+                event.rule,
+                event.vin,
+                event.severity.as_str()
+            );
+        }
+    }))
+}
+
+/// The marker a demo leaves in its lake.
+const DEMO_MARKER: &str = "_chargewatch/written-by-demo";
+
+/// The embedded broker starts its offsets at zero, so a lake from an earlier run would mix
+/// with this one under the same file names: a local lake that an earlier demo wrote is
+/// emptied first, and one the demo did not write is refused.
+fn fresh_local_lake(location: &str) -> Result<()> {
+    if location.contains("://") {
+        return Ok(());
+    }
+    let dir = Path::new(location);
+    let non_empty = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if non_empty {
+        anyhow::ensure!(
+            dir.join(DEMO_MARKER).exists(),
+            "{location} holds data the demo did not write; pass --lake with another directory"
+        );
+        std::fs::remove_dir_all(dir).with_context(|| format!("emptying {location}"))?;
+    }
+    std::fs::create_dir_all(dir.join("_chargewatch"))?;
+    std::fs::write(
+        dir.join(DEMO_MARKER),
+        "written by chargewatch demo; the next demo empties this lake\n",
+    )?;
+    Ok(())
+}
+
+/// The lake's rows per table, through the query engine, and commands to explore it.
+async fn print_lake(engine: &query::Engine, location: &str) -> Result<()> {
+    let answer = engine
+        .run(
+            "SELECT 'telemetry' AS t, count(*) AS n FROM telemetry UNION ALL \
+             SELECT 'alerts', count(*) FROM alerts UNION ALL \
+             SELECT 'deadletter', count(*) FROM deadletter UNION ALL \
+             SELECT 'events', count(*) FROM events",
+        )
+        .await?;
+    let mut counts = Vec::new();
+    for batch in &answer.batches {
+        let names = batch.column(0).as_string::<i32>();
+        let rows = batch
+            .column(1)
+            .as_primitive::<arrow_array::types::Int64Type>();
+        for i in 0..batch.num_rows() {
+            counts.push(format!("{} {} rows", names.value(i), rows.value(i)));
+        }
+    }
+    println!("lake ({location}): {}", counts.join(", "));
+    println!("explore it:");
+    for sql in [
+        "SELECT date, hour, count(*) AS reports, count(DISTINCT vin) AS vehicles FROM telemetry GROUP BY ALL ORDER BY ALL",
+        "SELECT rule, severity, count(*) AS raised FROM alerts WHERE event_type LIKE '%.raised' GROUP BY ALL ORDER BY raised DESC",
+        "SELECT reason, count(*) FROM deadletter GROUP BY reason",
+    ] {
+        println!("  cargo run --release -- query --lake {location} \"{sql}\"");
+    }
+    println!(
+        "  more in docs/queries.md; serve it with: cargo run --release -- serve-query --lake {location}"
+    );
     Ok(())
 }

@@ -65,7 +65,8 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
-    /// Run the pipeline built so far in one process: embedded broker, ingest, processor, fleet.
+    /// Run the whole pipeline in one process: embedded broker, ingest, processor, sink, query
+    /// server, and a simulated fleet with faults.
     Demo {
         /// Terminals in the simulated fleet.
         #[arg(long, default_value_t = 12)]
@@ -79,6 +80,9 @@ enum Cmd {
         /// Where the demo writes its key file.
         #[arg(long, default_value = "data/demo")]
         dir: PathBuf,
+        /// Where the sink writes the Parquet lake (a directory or a URL such as s3://bucket/x).
+        #[arg(long, default_value = "./data/lake")]
+        lake: String,
         /// Real Kafka brokers instead of the embedded mock cluster.
         #[arg(long)]
         brokers: Option<String>,
@@ -219,8 +223,9 @@ fn main() -> ExitCode {
             duration,
             rate,
             dir,
+            lake,
             brokers,
-        } => demo::run(terminals, duration, rate, &dir, brokers),
+        } => demo::run(terminals, duration, rate, &dir, &lake, brokers),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -151,6 +151,8 @@ fn demo_runs_the_pipeline_on_the_embedded_broker() {
             "--dir",
         ])
         .arg(&dir)
+        .arg("--lake")
+        .arg(dir.join("lake"))
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
@@ -181,6 +183,43 @@ fn demo_runs_the_pipeline_on_the_embedded_broker() {
         std::fs::read_to_string(dir.join("keys.toml"))
             .unwrap()
             .contains("3des-cbc")
+    );
+    // The rules raised alerts, and the lake holds every report, alert event and dead letter.
+    let alert_line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("alerts topic: "))
+        .unwrap_or_default();
+    assert!(alert_line.contains("\"raised\": "), "{text}");
+    // Each alert was printed as it was published.
+    assert!(text.contains("  alert raised "), "{text}");
+    let alert_events: u32 = alert_line
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let lake_line = text
+        .lines()
+        .find(|l| l.starts_with("lake ("))
+        .unwrap_or_default();
+    for expected in [
+        "telemetry 80 rows".to_owned(),
+        format!("alerts {alert_events} rows"),
+        "deadletter 2 rows".to_owned(),
+    ] {
+        assert!(lake_line.contains(&expected), "{expected}: {text}");
+    }
+    // The printed commands work on the lake the demo wrote.
+    let out = chargewatch()
+        .args(["query", "--format", "csv", "--lake"])
+        .arg(dir.join("lake"))
+        .arg("SELECT count(*) AS n FROM telemetry WHERE vin IS NOT NULL")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "n\n80\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     std::fs::remove_dir_all(&dir).ok();
 }
