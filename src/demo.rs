@@ -53,8 +53,8 @@ fn fault_script(terminals: usize, duration: u32) -> Vec<Fault> {
 /// A consumed record: value and headers.
 type Consumed = (Vec<u8>, Vec<(String, Vec<u8>)>);
 
-/// Every record of `topic` from the beginning, until nothing new arrives for two seconds.
-fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Consumed>> {
+/// A consumer of every partition of `topic` from the beginning (assigned, no group offsets).
+fn reader(brokers: &str, topic: &str) -> Result<BaseConsumer> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set(
@@ -68,6 +68,12 @@ fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Consumed>> {
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
+    Ok(consumer)
+}
+
+/// Every record of `topic` from the beginning, until nothing new arrives for two seconds.
+fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Consumed>> {
+    let consumer = reader(brokers, topic)?;
     let mut out = Vec::new();
     let mut last = Instant::now();
     while last.elapsed() < Duration::from_secs(2) {
@@ -473,19 +479,7 @@ fn watch_alerts(
     topic: &str,
     watching: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("chargewatch-demo-watch-{}", std::process::id()),
-        )
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
+    let consumer = reader(brokers, topic)?;
     Ok(std::thread::spawn(move || {
         while watching.load(std::sync::atomic::Ordering::Relaxed) {
             let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {

@@ -4,7 +4,7 @@
 //! rules), `sink` (the Parquet lake) and `compact` (merging its small files), `simulate` (a
 //! fleet of virtual terminals), `topics`, `decode` (inspect captured frames), `bench` (codec,
 //! ingest, processor and sink throughput against references), `query` and `serve-query` (SQL
-//! over the lake) and `demo` (the stages that exist, end to end in one process).
+//! over the lake) and `demo` (every role, end to end in one process).
 
 mod bench;
 mod bench_processor;

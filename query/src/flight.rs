@@ -94,6 +94,14 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
+/// One built metadata batch as a `DoGet` stream.
+fn one_batch(
+    schema: std::sync::Arc<Schema>,
+    batch: Result<RecordBatch, impl std::fmt::Display>,
+) -> Result<Response<DoGetStream>, Status> {
+    Ok(batches_stream(schema, vec![batch.map_err(internal)?]))
+}
+
 /// Batches as a `DoGet` stream.
 fn batches_stream(
     schema: std::sync::Arc<Schema>,
@@ -139,6 +147,17 @@ impl FlightSql {
         } else {
             Err(Status::unauthenticated("missing or wrong bearer token"))
         }
+    }
+
+    /// The `FlightInfo` of a metadata command (its ticket is the command itself).
+    fn command_info(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        command: arrow_flight::sql::Any,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(request.metadata())?;
+        flight_info(schema, command, request.into_inner())
     }
 
     fn prepared_sql(&self, handle: &[u8]) -> Result<String, Status> {
@@ -328,9 +347,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(request.metadata())?;
-        let schema = query.into_builder().schema();
-        flight_info(&schema, query.as_any(), request.into_inner())
+        self.command_info(request, &query.into_builder().schema(), query.as_any())
     }
 
     async fn do_get_catalogs(
@@ -341,9 +358,7 @@ impl FlightSqlService for FlightSql {
         self.check(request.metadata())?;
         let mut builder = query.into_builder();
         builder.append(CATALOG);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(internal)?;
-        Ok(batches_stream(schema, vec![batch]))
+        one_batch(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_schemas(
@@ -351,9 +366,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        flight_info(&schema, query.as_any(), request.into_inner())
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_schemas(
@@ -364,9 +378,7 @@ impl FlightSqlService for FlightSql {
         self.check(request.metadata())?;
         let mut builder = query.into_builder();
         builder.append(CATALOG, SCHEMA);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(internal)?;
-        Ok(batches_stream(schema, vec![batch]))
+        one_batch(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_tables(
@@ -374,9 +386,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        flight_info(&schema, query.as_any(), request.into_inner())
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_tables(
@@ -392,9 +403,7 @@ impl FlightSqlService for FlightSql {
                 .append(CATALOG, SCHEMA, name, "TABLE", &schema)
                 .map_err(internal)?;
         }
-        let schema = builder.schema();
-        let batch = builder.build().map_err(internal)?;
-        Ok(batches_stream(schema, vec![batch]))
+        one_batch(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_table_types(
@@ -402,9 +411,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(request.metadata())?;
-        let schema = query.into_builder().schema();
-        flight_info(&schema, query.as_any(), request.into_inner())
+        self.command_info(request, &query.into_builder().schema(), query.as_any())
     }
 
     async fn do_get_table_types(
@@ -415,9 +422,7 @@ impl FlightSqlService for FlightSql {
         self.check(request.metadata())?;
         let mut builder = query.into_builder();
         builder.append("TABLE");
-        let schema = builder.schema();
-        let batch = builder.build().map_err(internal)?;
-        Ok(batches_stream(schema, vec![batch]))
+        one_batch(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_sql_info(
@@ -425,12 +430,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(request.metadata())?;
-        flight_info(
-            &self.sql_info.schema(),
-            query.as_any(),
-            request.into_inner(),
-        )
+        self.command_info(request, &self.sql_info.schema(), query.as_any())
     }
 
     async fn do_get_sql_info(
@@ -440,9 +440,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         self.check(request.metadata())?;
         let builder = query.into_builder(&self.sql_info);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(internal)?;
-        Ok(batches_stream(schema, vec![batch]))
+        one_batch(builder.schema(), builder.build())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
