@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_processor;
+mod bench_query;
 mod bench_sink;
 mod config;
 mod decode;
@@ -136,6 +137,21 @@ enum BenchCmd {
         #[arg(long, default_value = "python3")]
         python: String,
     },
+    /// SQL over a lake: the query engine against DuckDB on the same Parquet files.
+    Query {
+        /// Distinct VINs, each reporting once per second.
+        #[arg(long, default_value_t = 5_000)]
+        vins: usize,
+        /// Seconds of reports (one file per minute).
+        #[arg(long, default_value_t = 300)]
+        seconds: i64,
+        /// Rounds of each query; the best counts.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Python with duckdb for the reference run.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
     /// Simulator at max rate -> ingest -> broker, against a raw rdkafka producer (same run).
     Ingest {
         /// Kafka bootstrap servers.
@@ -218,6 +234,15 @@ fn main() -> ExitCode {
             rounds,
             (python != "none").then_some(python.as_str()),
         ),
+        Cmd::Bench {
+            what:
+                BenchCmd::Query {
+                    vins,
+                    seconds,
+                    rounds,
+                    python,
+                },
+        } => bench_query::query(vins, seconds, rounds, &python),
         Cmd::Demo {
             terminals,
             duration,
