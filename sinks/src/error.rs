@@ -7,8 +7,6 @@ pub enum Error {
     Lake { location: String, reason: String },
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
-    #[error("object path: {0}")]
-    Path(#[from] object_store::path::Error),
     #[error("parquet: {0}")]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
     #[error("arrow: {0}")]

@@ -123,15 +123,6 @@ impl Lake {
         Ok(Lake { store, root, url })
     }
 
-    /// A lake over a given store (tests wrap stores to inject faults).
-    pub fn with_store(&self, store: Arc<dyn ObjectStore>) -> Lake {
-        Lake {
-            store,
-            root: self.root.clone(),
-            url: self.url.clone(),
-        }
-    }
-
     /// `scheme://authority/` of the lake, as DataFusion keys object stores.
     pub fn store_url(&self) -> Url {
         let mut url = self.url.clone();

@@ -46,10 +46,6 @@ impl Table {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Table> {
-        Table::ALL.into_iter().find(|t| t.name() == name)
-    }
-
     /// The current schema of the table's files (without the `date` and `hour` partition columns).
     pub fn schema(self) -> SchemaRef {
         match self {
@@ -131,11 +127,6 @@ impl Pending {
 
     pub fn is_empty(&self) -> bool {
         self.offsets.is_empty()
-    }
-
-    /// Bytes of message values held.
-    pub fn value_bytes(&self) -> usize {
-        self.bytes.len()
     }
 
     fn value(&self, i: usize) -> &[u8] {
