@@ -231,7 +231,7 @@ async fn run_async(
             memory_bytes: 512 << 20,
             timeout: Duration::from_secs(60),
         },
-    );
+    )?;
     let stop_queries = tokio_util::sync::CancellationToken::new();
     let (http_addr, http) = query::http::serve(
         "127.0.0.1:0".parse()?,

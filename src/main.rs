@@ -50,6 +50,8 @@ enum Cmd {
     Simulate(roles::SimulateArgs),
     /// Create the configured topics that do not exist yet.
     Topics(roles::TopicsArgs),
+    /// Load a config file (and the key file and rules it names) as the roles would; print it.
+    CheckConfig(roles::CheckConfigArgs),
     /// Decode hex frames (arguments, or one per stdin line) to JSON, one object per frame.
     Decode {
         /// Key file (TOML) with the terminals' ciphers and keys; without it only plain frames open.
@@ -183,6 +185,7 @@ fn main() -> ExitCode {
         Cmd::ServeQuery(args) => roles::serve_query(args),
         Cmd::Simulate(args) => roles::simulate(args),
         Cmd::Topics(args) => roles::create_topics(args),
+        Cmd::CheckConfig(args) => roles::check_config(args),
         Cmd::Decode {
             keys,
             max_frame_len,

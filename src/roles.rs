@@ -1,5 +1,6 @@
-//! The `ingest`, `process`, `sink`, `compact` and `simulate` subcommands: flags, config
-//! layering, logging, signals.
+//! The role subcommands (`ingest`, `process`, `sink`, `serve-query`) and the tools beside them
+//! (`compact`, `query`, `simulate`, `topics`, `check-config`): flags, config layering, logging,
+//! and the shared lifecycle: run until SIGTERM, then drain within `--drain-timeout`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,11 +69,105 @@ async fn terminated() {
     }
 }
 
+/// Flags every long-running role (`ingest`, `process`, `sink`, `serve-query`) shares.
 #[derive(Debug, Args)]
-pub struct IngestArgs {
+pub struct RoleArgs {
     /// Config file (TOML); see config/chargewatch.example.toml.
     #[arg(long, env = "CHARGEWATCH_CONFIG")]
     config: Option<PathBuf>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "CHARGEWATCH_LOG_JSON")]
+    log_json: bool,
+    /// After SIGTERM, how long draining may take before the role exits with status 1 (keep it
+    /// below the pod's termination grace period); unacknowledged work is redelivered then.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+}
+
+/// A started role: told to stop, then awaited while it drains.
+trait Role {
+    /// What the role finishes before it exits, for the log.
+    const DRAINS: &'static str;
+    fn shutdown(&self);
+    async fn wait(self) -> Result<()>;
+}
+
+impl Role for ingest::Ingest {
+    const DRAINS: &'static str =
+        "stopped accepting; finishing in-flight frames, deliveries and replies";
+    fn shutdown(&self) {
+        ingest::Ingest::shutdown(self);
+    }
+    async fn wait(self) -> Result<()> {
+        Ok(ingest::Ingest::wait(self).await?)
+    }
+}
+
+impl Role for processor::Processor {
+    const DRAINS: &'static str = "delivering the round's alerts and committing offsets";
+    fn shutdown(&self) {
+        processor::Processor::shutdown(self);
+    }
+    async fn wait(self) -> Result<()> {
+        Ok(processor::Processor::wait(self).await?)
+    }
+}
+
+impl Role for sinks::Sink {
+    const DRAINS: &'static str = "closing, uploading and committing the open files";
+    fn shutdown(&self) {
+        sinks::Sink::shutdown(self);
+    }
+    async fn wait(self) -> Result<()> {
+        Ok(sinks::Sink::wait(self).await?)
+    }
+}
+
+/// The query role's two servers, HTTP and Flight SQL.
+struct QueryServers {
+    stop: tokio_util::sync::CancellationToken,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Role for QueryServers {
+    const DRAINS: &'static str = "stopped accepting; finishing the running queries";
+    fn shutdown(&self) {
+        self.stop.cancel();
+    }
+    async fn wait(self) -> Result<()> {
+        for server in self.servers {
+            server.await.context("query server task")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a started role until SIGTERM or Ctrl-C, then drains it within `args.drain_timeout`.
+async fn until_terminated<R: Role>(role: R, args: &RoleArgs) -> Result<()> {
+    terminated().await;
+    let limit = args.drain_timeout;
+    tracing::info!(drain_timeout = ?limit, "shutting down: {}", R::DRAINS);
+    let started = std::time::Instant::now();
+    role.shutdown();
+    match tokio::time::timeout(limit, role.wait()).await {
+        Ok(result) => {
+            result?;
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "drained; exiting"
+            );
+            Ok(())
+        }
+        Err(_) => anyhow::bail!(
+            "still draining after {limit:?}; exiting anyway (what was not acknowledged or committed is redelivered)"
+        ),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    role: RoleArgs,
     /// Kafka bootstrap servers (kafka.brokers).
     #[arg(long)]
     brokers: Option<String>,
@@ -82,16 +177,13 @@ pub struct IngestArgs {
     /// Admin HTTP listener for /metrics, /healthz, /readyz (ingest.admin_listen).
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
-    /// Key file (ingest.keys).
+    /// Key file (ingest.keys); reloaded when it changes.
     #[arg(long)]
     keys: Option<PathBuf>,
-    /// Log JSON lines instead of text.
-    #[arg(long)]
-    log_json: bool,
 }
 
 pub fn ingest(args: IngestArgs) -> Result<()> {
-    init_logging(args.log_json);
+    init_logging(args.role.log_json);
     let flags = overrides([
         ("kafka.brokers", args.brokers),
         ("ingest.listen", args.listen.map(|v| v.to_string())),
@@ -101,24 +193,19 @@ pub fn ingest(args: IngestArgs) -> Result<()> {
         ),
         ("ingest.keys", args.keys.map(|v| v.display().to_string())),
     ]);
-    let config = config::load(args.config.as_deref(), flags)?;
+    let config = config::load(args.role.config.as_deref(), flags)?;
     runtime()?.block_on(async move {
         let server = ingest::Ingest::start(&config.kafka, config.topics, config.ingest)
             .await
             .context("starting ingest")?;
-        terminated().await;
-        tracing::info!("shutting down: draining in-flight deliveries");
-        server.shutdown();
-        server.wait().await?;
-        Ok(())
+        until_terminated(server, &args.role).await
     })
 }
 
 #[derive(Debug, Args)]
 pub struct ProcessArgs {
-    /// Config file (TOML); see config/chargewatch.example.toml.
-    #[arg(long, env = "CHARGEWATCH_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    role: RoleArgs,
     /// Kafka bootstrap servers (kafka.brokers).
     #[arg(long)]
     brokers: Option<String>,
@@ -131,13 +218,10 @@ pub struct ProcessArgs {
     /// Consumer group (processor.group_id).
     #[arg(long)]
     group_id: Option<String>,
-    /// Log JSON lines instead of text.
-    #[arg(long)]
-    log_json: bool,
 }
 
 pub fn process(args: ProcessArgs) -> Result<()> {
-    init_logging(args.log_json);
+    init_logging(args.role.log_json);
     let flags = overrides([
         ("kafka.brokers", args.brokers),
         (
@@ -150,7 +234,7 @@ pub fn process(args: ProcessArgs) -> Result<()> {
         ),
         ("processor.group_id", args.group_id),
     ]);
-    let config = config::load(args.config.as_deref(), flags)?;
+    let config = config::load(args.role.config.as_deref(), flags)?;
     runtime()?.block_on(async move {
         let processor = processor::Processor::start(processor::runner::RunConfig {
             kafka: config.kafka,
@@ -159,19 +243,14 @@ pub fn process(args: ProcessArgs) -> Result<()> {
         })
         .await
         .context("starting the processor")?;
-        terminated().await;
-        tracing::info!("shutting down: delivering the last alerts and committing offsets");
-        processor.shutdown();
-        processor.wait().await?;
-        Ok(())
+        until_terminated(processor, &args.role).await
     })
 }
 
 #[derive(Debug, Args)]
 pub struct SinkArgs {
-    /// Config file (TOML); see config/chargewatch.example.toml.
-    #[arg(long, env = "CHARGEWATCH_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    role: RoleArgs,
     /// Kafka bootstrap servers (kafka.brokers).
     #[arg(long)]
     brokers: Option<String>,
@@ -184,13 +263,10 @@ pub struct SinkArgs {
     /// Consumer group (sink.group_id).
     #[arg(long)]
     group_id: Option<String>,
-    /// Log JSON lines instead of text.
-    #[arg(long)]
-    log_json: bool,
 }
 
 pub fn sink(args: SinkArgs) -> Result<()> {
-    init_logging(args.log_json);
+    init_logging(args.role.log_json);
     let flags = overrides([
         ("kafka.brokers", args.brokers),
         ("sink.lake", args.lake),
@@ -200,7 +276,7 @@ pub fn sink(args: SinkArgs) -> Result<()> {
         ),
         ("sink.group_id", args.group_id),
     ]);
-    let config = config::load(args.config.as_deref(), flags)?;
+    let config = config::load(args.role.config.as_deref(), flags)?;
     runtime()?.block_on(async move {
         let sink = sinks::Sink::start(sinks::RunConfig::new(
             config.kafka,
@@ -209,11 +285,7 @@ pub fn sink(args: SinkArgs) -> Result<()> {
         ))
         .await
         .context("starting the sink")?;
-        terminated().await;
-        tracing::info!("shutting down: closing and committing the open files");
-        sink.shutdown();
-        sink.wait().await?;
-        Ok(())
+        until_terminated(sink, &args.role).await
     })
 }
 
@@ -286,7 +358,7 @@ fn query_engine(config: &config::Config) -> Result<query::Engine> {
             memory_bytes: config.query.memory_limit_mib << 20,
             timeout: config.query.timeout,
         },
-    ))
+    )?)
 }
 
 pub fn query(args: QueryArgs) -> Result<()> {
@@ -305,25 +377,21 @@ pub fn query(args: QueryArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct ServeQueryArgs {
-    /// Config file (TOML); its `sink.lake`, `sink.storage` and `[query]` apply.
-    #[arg(long, env = "CHARGEWATCH_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    role: RoleArgs,
     /// The lake (sink.lake).
     #[arg(long)]
     lake: Option<String>,
-    /// HTTP listener for POST /v1/query (query.http_listen).
+    /// HTTP listener for POST /v1/query, /metrics, /healthz, /readyz (query.http_listen).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
     /// Arrow Flight SQL listener (query.flight_listen).
     #[arg(long)]
     flight_listen: Option<SocketAddr>,
-    /// Log JSON lines instead of text.
-    #[arg(long)]
-    log_json: bool,
 }
 
 pub fn serve_query(args: ServeQueryArgs) -> Result<()> {
-    init_logging(args.log_json);
+    init_logging(args.role.log_json);
     let flags = overrides([
         ("sink.lake", args.lake),
         ("query.http_listen", args.http_listen.map(|v| v.to_string())),
@@ -332,24 +400,62 @@ pub fn serve_query(args: ServeQueryArgs) -> Result<()> {
             args.flight_listen.map(|v| v.to_string()),
         ),
     ]);
-    let config = config::load(args.config.as_deref(), flags)?;
+    let config = config::load(args.role.config.as_deref(), flags)?;
     let engine = query_engine(&config)?;
     runtime()?.block_on(async move {
         let stop = tokio_util::sync::CancellationToken::new();
-        let (addr, server) = query::http::serve(
+        let token = config.query.token;
+        let (http_addr, http) = query::http::serve(
             config.query.http_listen,
-            engine,
-            config.query.token,
+            engine.clone(),
+            token.clone(),
             stop.clone(),
         )
         .await
-        .context("starting the query server")?;
-        tracing::info!(%addr, lake = %config.sink.lake, "serving queries");
-        terminated().await;
-        stop.cancel();
-        let _ = server.await;
-        Ok(())
+        .context("starting the query HTTP server")?;
+        let (flight_addr, flight) =
+            query::flight::serve(config.query.flight_listen, engine, token, stop.clone())
+                .await
+                .context("starting the Flight SQL server")?;
+        tracing::info!(%http_addr, %flight_addr, lake = %config.sink.lake, "serving queries");
+        let servers = QueryServers {
+            stop,
+            servers: vec![http, flight],
+        };
+        until_terminated(servers, &args.role).await
     })
+}
+
+/// `chargewatch check-config`: what the roles would run with.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Config file (TOML) to check, layered over the defaults and under the environment.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: PathBuf,
+}
+
+/// Loads the config as the roles do, with the key file and rules it names where they exist on
+/// this machine; prints the config as JSON, or fails with the first problem (unknown key, bad
+/// value, unreadable key file, refused rule with its line).
+pub fn check_config(args: CheckConfigArgs) -> Result<()> {
+    let config = config::load(Some(&args.config), Vec::new())?;
+    let keys = &config.ingest.keys;
+    if keys.exists() {
+        let store = KeyStore::load(keys).with_context(|| format!("key file {}", keys.display()))?;
+        eprintln!("key file {}: {} terminals", keys.display(), store.len());
+    }
+    if let Some(dir) = config.processor.rules.as_deref().filter(|d| d.exists()) {
+        let loaded = runtime()?.block_on(processor::rules::load(
+            Some(dir),
+            config.processor.builtin_rules,
+            &config.processor.overrides(),
+        ));
+        if let Some(error) = loaded.rejected.first() {
+            anyhow::bail!("{} rules refused; first: {error}", loaded.rejected.len());
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&config)?);
+    Ok(())
 }
 
 #[derive(Debug, Args)]

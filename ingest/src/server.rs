@@ -34,6 +34,8 @@ pub struct Shared {
     /// Permits for records awaiting the broker, across all connections.
     pub in_flight: Arc<Semaphore>,
     pub ready: AtomicBool,
+    /// Set on shutdown: `/readyz` answers 503 so the Service stops sending new terminals.
+    pub draining: AtomicBool,
 }
 
 /// A running ingest server.
@@ -67,6 +69,7 @@ impl Ingest {
             publisher,
             metrics,
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(listener, admin, shared.clone(), shutdown.clone()));
@@ -82,6 +85,7 @@ impl Ingest {
 
     /// Starts a graceful shutdown.
     pub fn shutdown(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
         self.shutdown.cancel();
     }
 
@@ -99,7 +103,9 @@ async fn metrics_handler(State(shared): State<Arc<Shared>>) -> String {
 }
 
 async fn ready_handler(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
-    if shared.ready.load(Ordering::Relaxed) {
+    if shared.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if shared.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "broker not reachable\n")

@@ -1,7 +1,7 @@
 //! The processor's Prometheus metrics, all in one place. Label values are bounded: topic roles,
 //! alert kinds and loaded rule ids.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every processor metric, registered in its own registry.
 #[derive(Debug, Clone)]
@@ -17,8 +17,12 @@ pub struct Metrics {
     pub windows: IntCounter,
     /// `processor_rule_errors_total{rule}`: evaluations that failed.
     pub rule_errors: IntCounterVec,
-    /// `processor_alerts_total{type}`: `raised`, `updated`, `cleared`.
+    /// `processor_alerts_total{type, rule, severity}`: type is `raised`, `updated` or
+    /// `cleared`; rules are the loaded ones.
     pub alerts: IntCounterVec,
+    /// `processor_consumer_lag_messages{topic, partition}`: records behind the partition's end,
+    /// from librdkafka's statistics, for the assigned partitions.
+    pub consumer_lag: IntGaugeVec,
     /// `processor_deliveries_failed_total`: alert or dead-letter deliveries retried.
     pub delivery_failures: IntCounter,
     /// `processor_rebalances_total`.
@@ -60,7 +64,17 @@ impl Metrics {
                 "Rule evaluations that failed",
                 "rule",
             )?,
-            alerts: vec("processor_alerts_total", "Alert events produced", "type")?,
+            alerts: IntCounterVec::new(
+                Opts::new("processor_alerts_total", "Alert events produced"),
+                &["type", "rule", "severity"],
+            )?,
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "processor_consumer_lag_messages",
+                    "Records behind the end of each assigned partition",
+                ),
+                &["topic", "partition"],
+            )?,
             delivery_failures: IntCounter::new(
                 "processor_deliveries_failed_total",
                 "Alert or dead-letter deliveries that failed and were retried",
@@ -83,6 +97,7 @@ impl Metrics {
         r.register(Box::new(metrics.windows.clone()))?;
         r.register(Box::new(metrics.rule_errors.clone()))?;
         r.register(Box::new(metrics.alerts.clone()))?;
+        r.register(Box::new(metrics.consumer_lag.clone()))?;
         r.register(Box::new(metrics.delivery_failures.clone()))?;
         r.register(Box::new(metrics.rebalances.clone()))?;
         r.register(Box::new(metrics.watermark_lag.clone()))?;
@@ -98,5 +113,20 @@ impl Metrics {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+/// Sets `gauge{topic, partition}` to each assigned partition's consumer lag from librdkafka's
+/// statistics; partitions no longer assigned drop out.
+pub fn record_consumer_lag(gauge: &IntGaugeVec, statistics: &rdkafka::Statistics) {
+    gauge.reset();
+    for topic in statistics.topics.values() {
+        for (partition, stats) in &topic.partitions {
+            if *partition >= 0 && stats.consumer_lag >= 0 {
+                gauge
+                    .with_label_values(&[topic.topic.as_str(), &partition.to_string()])
+                    .set(stats.consumer_lag);
+            }
+        }
     }
 }

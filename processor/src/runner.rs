@@ -72,6 +72,7 @@ pub struct Processor {
     stop: CancellationToken,
     done: tokio::sync::oneshot::Receiver<Result<()>>,
     admin: tokio::task::JoinHandle<()>,
+    admin_stop: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -81,9 +82,14 @@ struct RebalanceFlag {
 
 struct Context {
     flag: Arc<RebalanceFlag>,
+    lag: prometheus::IntGaugeVec,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        crate::metrics::record_consumer_lag(&self.lag, &statistics);
+    }
+}
 
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
@@ -176,11 +182,13 @@ impl Processor {
         let admin = tokio::net::TcpListener::bind(config.processor.admin_listen).await?;
         let admin_addr = admin.local_addr()?;
         let stop = CancellationToken::new();
-        let router = admin_router(metrics.clone(), status.clone());
-        let admin_stop = stop.clone();
+        let router = admin_router(metrics.clone(), status.clone(), stop.clone());
+        // The admin endpoints outlive `stop`: probes and metrics answer while the processor drains.
+        let admin_stop = CancellationToken::new();
+        let admin_done = admin_stop.clone();
         let admin = tokio::spawn(async move {
             let _ = axum::serve(admin, router)
-                .with_graceful_shutdown(async move { admin_stop.cancelled().await })
+                .with_graceful_shutdown(async move { admin_done.cancelled().await })
                 .await;
         });
         let (tx, done) = tokio::sync::oneshot::channel();
@@ -205,6 +213,7 @@ impl Processor {
             stop,
             done,
             admin,
+            admin_stop,
         })
     }
 
@@ -220,12 +229,13 @@ impl Processor {
             .await
             .unwrap_or_else(|_| Err(Error::Config("processor thread vanished".into())));
         self.stop.cancel();
+        self.admin_stop.cancel();
         let _ = self.admin.await;
         result
     }
 }
 
-fn admin_router(metrics: Metrics, status: Arc<Status>) -> Router {
+fn admin_router(metrics: Metrics, status: Arc<Status>, stop: CancellationToken) -> Router {
     let ready = status.clone();
     let rules = status;
     Router::new()
@@ -234,10 +244,13 @@ fn admin_router(metrics: Metrics, status: Arc<Status>) -> Router {
         .route(
             "/readyz",
             get(move || async move {
-                if ready.ready.load(Ordering::Relaxed) {
-                    (axum::http::StatusCode::OK, "ready\n")
+                use axum::http::StatusCode;
+                if stop.is_cancelled() {
+                    (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                } else if ready.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready\n")
                 } else {
-                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
                 }
             }),
         )
@@ -524,7 +537,7 @@ impl Worker {
         for event in &events {
             self.metrics
                 .alerts
-                .with_label_values(&[event.kind.as_str()])
+                .with_label_values(&[event.kind.as_str(), &event.rule, event.severity.as_str()])
                 .inc();
             tracing::info!(
                 kind = event.kind.as_str(),
@@ -632,7 +645,11 @@ async fn run(
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .create_with_context(Context { flag: flag.clone() })?;
+        .set("statistics.interval.ms", "10000")
+        .create_with_context(Context {
+            flag: flag.clone(),
+            lag: metrics.consumer_lag.clone(),
+        })?;
     consumer.subscribe(&[&config.topics.telemetry, &config.topics.events])?;
     let producer: FutureProducer = client_config(&config.kafka)
         .set("enable.idempotence", "true")

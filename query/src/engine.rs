@@ -18,6 +18,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use sinks::Lake;
 
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// What a query may use.
 #[derive(Debug, Clone, Copy)]
@@ -26,11 +27,12 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
-/// The lake and the limits every query runs with.
+/// The lake and the limits every query runs with, and the metrics every statement counts in.
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub lake: Lake,
     pub limits: Limits,
+    pub metrics: Metrics,
 }
 
 /// A query's answer.
@@ -47,8 +49,12 @@ impl Answer {
 }
 
 impl Engine {
-    pub fn new(lake: Lake, limits: Limits) -> Self {
-        Engine { lake, limits }
+    pub fn new(lake: Lake, limits: Limits) -> Result<Self> {
+        Ok(Engine {
+            lake,
+            limits,
+            metrics: Metrics::new()?,
+        })
     }
 
     /// A session with the lake registered (tables `telemetry`, `alerts`, `deadletter`,
@@ -76,8 +82,18 @@ impl Engine {
         Ok(Arc::new(frame.schema().as_arrow().clone()))
     }
 
-    /// Plans and runs one statement, read-only, within the limits.
+    /// Plans and runs one statement, read-only, within the limits; counted in the metrics.
     pub async fn run(&self, sql: &str) -> Result<Answer> {
+        let started = std::time::Instant::now();
+        let result = self.run_unmetered(sql).await;
+        self.metrics.record(
+            &result.as_ref().map(Answer::rows),
+            started.elapsed().as_secs_f64(),
+        );
+        result
+    }
+
+    async fn run_unmetered(&self, sql: &str) -> Result<Answer> {
         let ctx = Arc::new(self.session()?);
         let read_only = SQLOptions::new()
             .with_allow_ddl(false)

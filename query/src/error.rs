@@ -21,6 +21,8 @@ pub enum Error {
     Encode(#[from] datafusion::arrow::error::ArrowError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 impl Error {
@@ -30,7 +32,7 @@ impl Error {
             Error::Refused(_) => 403,
             Error::Sql(_) => 400,
             Error::Timeout(_) => 504,
-            Error::Lake(_) | Error::Encode(_) | Error::Io(_) => 500,
+            Error::Lake(_) | Error::Encode(_) | Error::Io(_) | Error::Metrics(_) => 500,
         }
     }
 }

@@ -105,11 +105,13 @@ async fn query(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     }
 }
 
-/// The router: `POST /v1/query`, `GET /healthz`, `GET /readyz`.
+/// The router: `POST /v1/query`, `GET /metrics`, `GET /healthz`, `GET /readyz`.
 pub fn router(engine: Engine, token: String) -> Router {
+    let metrics = engine.metrics.clone();
     let shared = Arc::new(Shared { engine, token });
     Router::new()
         .route("/v1/query", post(query))
+        .route("/metrics", get(move || async move { metrics.render() }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .with_state(shared)

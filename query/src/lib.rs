@@ -2,7 +2,8 @@
 //!
 //! - [`engine`]: a read-only DataFusion session per query over the lake's tables, with a memory
 //!   and a time limit; [`format`]: answers as a text table, CSV, JSON lines or Arrow IPC.
-//! - [`http`]: `POST /v1/query` (`chargewatch serve-query`), with bearer-token authentication.
+//! - [`http`]: `POST /v1/query` (`chargewatch serve-query`), with bearer-token authentication,
+//!   and `/metrics` ([`metrics`]), `/healthz`, `/readyz`.
 //!
 //! - [`flight`]: Arrow Flight SQL (statements, prepared statements, catalog calls) for ADBC,
 //!   JDBC and Grafana.
@@ -15,8 +16,10 @@ pub mod error;
 pub mod flight;
 pub mod format;
 pub mod http;
+pub mod metrics;
 
 pub use config::QueryConfig;
 pub use engine::{Answer, Engine, Limits};
 pub use error::{Error, Result};
 pub use format::Format;
+pub use metrics::Metrics;

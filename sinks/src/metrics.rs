@@ -1,6 +1,7 @@
-//! The sink's Prometheus metrics, all in one place. The one label, `table`, has four values.
+//! The sink's Prometheus metrics, all in one place. Labels are bounded: `table` has four
+//! values; the lag gauge has one series per assigned topic partition.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every sink metric, registered in its own registry.
 #[derive(Debug, Clone)]
@@ -24,6 +25,9 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// `sink_rebalances_total`.
     pub rebalances: IntCounter,
+    /// `sink_consumer_lag_messages{topic, partition}`: records behind the partition's end, from
+    /// librdkafka's statistics, for the assigned partitions.
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -50,6 +54,13 @@ impl Metrics {
                 "Offset commits refused by the broker",
             )?,
             rebalances: IntCounter::new("sink_rebalances_total", "Consumer group rebalances")?,
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "sink_consumer_lag_messages",
+                    "Records behind the end of each assigned partition",
+                ),
+                &["topic", "partition"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -66,6 +77,7 @@ impl Metrics {
         r.register(Box::new(metrics.upload_retries.clone()))?;
         r.register(Box::new(metrics.commit_failures.clone()))?;
         r.register(Box::new(metrics.rebalances.clone()))?;
+        r.register(Box::new(metrics.consumer_lag.clone()))?;
         Ok(metrics)
     }
 
@@ -74,5 +86,20 @@ impl Metrics {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+/// Sets `gauge{topic, partition}` to each assigned partition's consumer lag from librdkafka's
+/// statistics; partitions no longer assigned drop out.
+pub fn record_consumer_lag(gauge: &IntGaugeVec, statistics: &rdkafka::Statistics) {
+    gauge.reset();
+    for topic in statistics.topics.values() {
+        for (partition, stats) in &topic.partitions {
+            if *partition >= 0 && stats.consumer_lag >= 0 {
+                gauge
+                    .with_label_values(&[topic.topic.as_str(), &partition.to_string()])
+                    .set(stats.consumer_lag);
+            }
+        }
     }
 }

@@ -89,6 +89,7 @@ pub struct Sink {
     stop: CancellationToken,
     done: tokio::sync::oneshot::Receiver<Result<()>>,
     admin: tokio::task::JoinHandle<()>,
+    admin_stop: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -99,9 +100,14 @@ struct Flags {
 
 struct Context {
     flags: Arc<Flags>,
+    lag: prometheus::IntGaugeVec,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        crate::metrics::record_consumer_lag(&self.lag, &statistics);
+    }
+}
 
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -130,11 +136,13 @@ impl Sink {
         let admin = tokio::net::TcpListener::bind(config.sink.admin_listen).await?;
         let admin_addr = admin.local_addr()?;
         let stop = CancellationToken::new();
-        let router = admin_router(metrics.clone(), flags.clone());
-        let admin_stop = stop.clone();
+        let router = admin_router(metrics.clone(), flags.clone(), stop.clone());
+        // The admin endpoints outlive `stop`: probes and metrics answer while the sink drains.
+        let admin_stop = CancellationToken::new();
+        let admin_done = admin_stop.clone();
         let admin = tokio::spawn(async move {
             let _ = axum::serve(admin, router)
-                .with_graceful_shutdown(async move { admin_stop.cancelled().await })
+                .with_graceful_shutdown(async move { admin_done.cancelled().await })
                 .await;
         });
         let (tx, done) = tokio::sync::oneshot::channel();
@@ -159,6 +167,7 @@ impl Sink {
             stop,
             done,
             admin,
+            admin_stop,
         })
     }
 
@@ -174,22 +183,26 @@ impl Sink {
             .await
             .unwrap_or_else(|_| Err(Error::Task("sink thread vanished".into())));
         self.stop.cancel();
+        self.admin_stop.cancel();
         let _ = self.admin.await;
         result
     }
 }
 
-fn admin_router(metrics: Metrics, flags: Arc<Flags>) -> Router {
+fn admin_router(metrics: Metrics, flags: Arc<Flags>, stop: CancellationToken) -> Router {
     Router::new()
         .route("/metrics", get(move || async move { metrics.render() }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || async move {
-                if flags.ready.load(Ordering::Relaxed) {
-                    (axum::http::StatusCode::OK, "ready\n")
+                use axum::http::StatusCode;
+                if stop.is_cancelled() {
+                    (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                } else if flags.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready\n")
                 } else {
-                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
                 }
             }),
         )
@@ -517,8 +530,10 @@ async fn run(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "10000")
         .create_with_context(Context {
             flags: flags.clone(),
+            lag: metrics.consumer_lag.clone(),
         })?;
     let tables: HashMap<String, Table> = config
         .tables

@@ -2,5 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod cli;
+mod deploy;
+mod lifecycle;
 mod processor;
 mod sink;

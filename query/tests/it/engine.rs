@@ -81,7 +81,8 @@ async fn memory_and_time_limits_stop_a_query() {
             memory_bytes: 64 << 10,
             timeout: Duration::from_secs(30),
         },
-    );
+    )
+    .unwrap();
     let error = tight
         .run("SELECT vin, event_time, array_agg(sentinel_fields) FROM telemetry GROUP BY vin, event_time ORDER BY event_time")
         .await
@@ -99,7 +100,8 @@ async fn memory_and_time_limits_stop_a_query() {
             memory_bytes: 256 << 20,
             timeout: Duration::from_millis(200),
         },
-    );
+    )
+    .unwrap();
     let error = quick
         .run("SELECT count(*) FROM generate_series(1, 100000000000)")
         .await

@@ -153,4 +153,5 @@ pub fn engine(fixture: &Fixture) -> Engine {
             timeout: Duration::from_secs(30),
         },
     )
+    .unwrap()
 }
