@@ -303,10 +303,13 @@ pub struct CompactArgs {
     /// Merged files stop growing at this many MiB of input.
     #[arg(long, default_value_t = 128)]
     target_mib: u64,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "CHARGEWATCH_LOG_JSON")]
+    log_json: bool,
 }
 
 pub fn compact(args: CompactArgs) -> Result<()> {
-    init_logging(false);
+    init_logging(args.log_json);
     let flags = overrides([("sink.lake", args.lake)]);
     let config = config::load(args.config.as_deref(), flags)?;
     let mut options = sinks::CompactOptions {

@@ -1,9 +1,7 @@
 //! Ingest's Prometheus metrics, all in one place. Label values are bounded: commands, outcomes,
 //! reason codes and topic roles come from fixed sets.
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Every ingest metric, registered in its own registry.
 #[derive(Debug, Clone)]
@@ -105,8 +103,6 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        admin::render(&self.registry)
     }
 }

@@ -1,4 +1,5 @@
-//! The ingest server: accept loop, connection limit, admin endpoints, key reload, shutdown.
+//! The ingest server: accept loop, connection limit, admin endpoints (the shared `admin`
+//! router, ready while a broker answers), key reload, shutdown.
 //!
 //! On shutdown (SIGTERM): stop accepting, stop reading sockets, let every pending delivery
 //! finish and its reply be written (within `shutdown_grace`), flush the producer, return.
@@ -8,10 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use schemas::message::{KafkaSettings, Topics};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -34,8 +31,6 @@ pub struct Shared {
     /// Permits for records awaiting the broker, across all connections.
     pub in_flight: Arc<Semaphore>,
     pub ready: AtomicBool,
-    /// Set on shutdown: `/readyz` answers 503 so the Service stops sending new terminals.
-    pub draining: AtomicBool,
 }
 
 /// A running ingest server.
@@ -69,7 +64,6 @@ impl Ingest {
             publisher,
             metrics,
             ready: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(listener, admin, shared.clone(), shutdown.clone()));
@@ -85,7 +79,6 @@ impl Ingest {
 
     /// Starts a graceful shutdown.
     pub fn shutdown(&self) {
-        self.shared.draining.store(true, Ordering::Relaxed);
         self.shutdown.cancel();
     }
 
@@ -96,29 +89,6 @@ impl Ingest {
             Err(error) => Err(crate::Error::Config(format!("ingest task failed: {error}"))),
         }
     }
-}
-
-async fn metrics_handler(State(shared): State<Arc<Shared>>) -> String {
-    shared.metrics.render()
-}
-
-async fn ready_handler(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
-    if shared.draining.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-    } else if shared.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "broker not reachable\n")
-    }
-}
-
-/// The admin router: `/metrics`, `/healthz`, `/readyz`.
-pub fn admin_router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready_handler))
-        .with_state(shared)
 }
 
 /// Warns about configured topics the broker does not know (records for them would fail).
@@ -177,12 +147,21 @@ async fn run(
     shutdown: CancellationToken,
 ) -> crate::Result<()> {
     let background = CancellationToken::new();
-    let admin_stop = background.clone();
-    let admin_task = tokio::spawn(
-        axum::serve(admin, admin_router(shared.clone()))
-            .with_graceful_shutdown(async move { admin_stop.cancelled().await })
-            .into_future(),
+    // Ready while a broker answers; `/readyz` turns 503 on shutdown, so the Service stops
+    // sending new terminals, while probes and metrics answer until the drain is over.
+    let probed = shared.clone();
+    let router = admin::router(
+        shared.metrics.registry.clone(),
+        shutdown.clone(),
+        move || {
+            if probed.ready.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("broker not reachable")
+            }
+        },
     );
+    let admin_task = admin::spawn(admin, router, background.clone());
     let checker = shared.clone();
     let _ = tokio::task::spawn_blocking(move || check_topics(&checker.publisher)).await;
     tokio::spawn(probe_broker(shared.clone(), background.clone()));

@@ -1,7 +1,7 @@
 //! The processor's Prometheus metrics, all in one place. Label values are bounded: topic roles,
 //! alert kinds and loaded rule ids.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every processor metric, registered in its own registry.
 #[derive(Debug, Clone)]
@@ -20,8 +20,9 @@ pub struct Metrics {
     /// `processor_alerts_total{type, rule, severity}`: type is `raised`, `updated` or
     /// `cleared`; rules are the loaded ones.
     pub alerts: IntCounterVec,
-    /// `processor_consumer_lag_messages{topic, partition}`: records behind the partition's end,
-    /// from librdkafka's statistics, for the assigned partitions.
+    /// `processor_consumer_lag_messages{topic, partition}`: records between the group's committed
+    /// offset and the partition's end (librdkafka's statistics), per assigned partition; the
+    /// processor commits only past closed windows, so its floor is not zero.
     pub consumer_lag: IntGaugeVec,
     /// `processor_deliveries_failed_total`: alert or dead-letter deliveries retried.
     pub delivery_failures: IntCounter,
@@ -71,7 +72,7 @@ impl Metrics {
             consumer_lag: IntGaugeVec::new(
                 Opts::new(
                     "processor_consumer_lag_messages",
-                    "Records behind the end of each assigned partition",
+                    "Records between the committed offset and the end, per assigned partition",
                 ),
                 &["topic", "partition"],
             )?,
@@ -110,23 +111,6 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
-    }
-}
-
-/// Sets `gauge{topic, partition}` to each assigned partition's consumer lag from librdkafka's
-/// statistics; partitions no longer assigned drop out.
-pub fn record_consumer_lag(gauge: &IntGaugeVec, statistics: &rdkafka::Statistics) {
-    gauge.reset();
-    for topic in statistics.topics.values() {
-        for (partition, stats) in &topic.partitions {
-            if *partition >= 0 && stats.consumer_lag >= 0 {
-                gauge
-                    .with_label_values(&[topic.topic.as_str(), &partition.to_string()])
-                    .set(stats.consumer_lag);
-            }
-        }
+        admin::render(&self.registry)
     }
 }

@@ -87,7 +87,7 @@ struct Context {
 
 impl ClientContext for Context {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        crate::metrics::record_consumer_lag(&self.lag, &statistics);
+        admin::record_consumer_lag(&self.lag, &statistics);
     }
 }
 
@@ -182,15 +182,10 @@ impl Processor {
         let admin = tokio::net::TcpListener::bind(config.processor.admin_listen).await?;
         let admin_addr = admin.local_addr()?;
         let stop = CancellationToken::new();
-        let router = admin_router(metrics.clone(), status.clone(), stop.clone());
+        let router = admin_router(&metrics, status.clone(), stop.clone());
         // The admin endpoints outlive `stop`: probes and metrics answer while the processor drains.
         let admin_stop = CancellationToken::new();
-        let admin_done = admin_stop.clone();
-        let admin = tokio::spawn(async move {
-            let _ = axum::serve(admin, router)
-                .with_graceful_shutdown(async move { admin_done.cancelled().await })
-                .await;
-        });
+        let admin = admin::spawn(admin, router, admin_stop.clone());
         let (tx, done) = tokio::sync::oneshot::channel();
         let (loop_metrics, loop_stop) = (metrics.clone(), stop.clone());
         std::thread::Builder::new()
@@ -235,39 +230,31 @@ impl Processor {
     }
 }
 
-fn admin_router(metrics: Metrics, status: Arc<Status>, stop: CancellationToken) -> Router {
+/// The shared admin endpoints, ready once partitions are assigned, and `/rules`.
+fn admin_router(metrics: &Metrics, status: Arc<Status>, stop: CancellationToken) -> Router {
     let ready = status.clone();
     let rules = status;
-    Router::new()
-        .route("/metrics", get(move || async move { metrics.render() }))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || async move {
-                use axum::http::StatusCode;
-                if stop.is_cancelled() {
-                    (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-                } else if ready.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                }
-            }),
-        )
-        .route(
-            "/rules",
-            get(move || async move {
-                let body = rules
-                    .rules
-                    .lock()
-                    .map(|r| r.to_string())
-                    .unwrap_or_default();
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-            }),
-        )
+    admin::router(metrics.registry.clone(), stop, move || {
+        if ready.ready.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("starting")
+        }
+    })
+    .route(
+        "/rules",
+        get(move || async move {
+            let body = rules
+                .rules
+                .lock()
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }),
+    )
 }
 
 /// Loads the rules, logs the refused ones, and records both for `/rules`.
@@ -639,17 +626,17 @@ async fn run(
 ) -> Result<()> {
     let rules = load_rules(&config.processor, &metrics, &status).await;
     let flag = Arc::new(RebalanceFlag::default());
-    let consumer: StreamConsumer<Context> = client_config(&config.kafka)
-        .set("group.id", &config.processor.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "10000")
-        .create_with_context(Context {
-            flag: flag.clone(),
-            lag: metrics.consumer_lag.clone(),
-        })?;
+    let consumer: StreamConsumer<Context> =
+        admin::with_lag_statistics(&mut client_config(&config.kafka))
+            .set("group.id", &config.processor.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(Context {
+                flag: flag.clone(),
+                lag: metrics.consumer_lag.clone(),
+            })?;
     consumer.subscribe(&[&config.topics.telemetry, &config.topics.events])?;
     let producer: FutureProducer = client_config(&config.kafka)
         .set("enable.idempotence", "true")

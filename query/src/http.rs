@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -107,14 +107,14 @@ async fn query(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
 
 /// The router: `POST /v1/query`, `GET /metrics`, `GET /healthz`, `GET /readyz`.
 pub fn router(engine: Engine, token: String) -> Router {
-    let metrics = engine.metrics.clone();
+    let registry = engine.metrics.registry.clone();
     let shared = Arc::new(Shared { engine, token });
+    // Ready while it serves: on shutdown the listener closes and probes fail to connect.
+    let probes = admin::router(registry, CancellationToken::new(), || Ok(()));
     Router::new()
         .route("/v1/query", post(query))
-        .route("/metrics", get(move || async move { metrics.render() }))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
         .with_state(shared)
+        .merge(probes)
 }
 
 /// Serves the router until `stop` is cancelled; returns the bound address once listening.

@@ -1,9 +1,7 @@
 //! The query role's Prometheus metrics, shared by HTTP and Flight SQL (both run statements
 //! through [`Engine::run`](crate::Engine::run)). The one label, `outcome`, has five values.
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::error::Error;
 
@@ -67,9 +65,7 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        admin::render(&self.registry)
     }
 }
 

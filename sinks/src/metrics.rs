@@ -1,7 +1,7 @@
 //! The sink's Prometheus metrics, all in one place. Labels are bounded: `table` has four
 //! values; the lag gauge has one series per assigned topic partition.
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Every sink metric, registered in its own registry.
 #[derive(Debug, Clone)]
@@ -25,8 +25,9 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// `sink_rebalances_total`.
     pub rebalances: IntCounter,
-    /// `sink_consumer_lag_messages{topic, partition}`: records behind the partition's end, from
-    /// librdkafka's statistics, for the assigned partitions.
+    /// `sink_consumer_lag_messages{topic, partition}`: records between the group's committed
+    /// offset and the partition's end (librdkafka's statistics), per assigned partition; the
+    /// sink commits only past uploaded files, so its floor is not zero.
     pub consumer_lag: IntGaugeVec,
 }
 
@@ -57,7 +58,7 @@ impl Metrics {
             consumer_lag: IntGaugeVec::new(
                 Opts::new(
                     "sink_consumer_lag_messages",
-                    "Records behind the end of each assigned partition",
+                    "Records between the committed offset and the end, per assigned partition",
                 ),
                 &["topic", "partition"],
             )?,
@@ -83,23 +84,6 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
-    }
-}
-
-/// Sets `gauge{topic, partition}` to each assigned partition's consumer lag from librdkafka's
-/// statistics; partitions no longer assigned drop out.
-pub fn record_consumer_lag(gauge: &IntGaugeVec, statistics: &rdkafka::Statistics) {
-    gauge.reset();
-    for topic in statistics.topics.values() {
-        for (partition, stats) in &topic.partitions {
-            if *partition >= 0 && stats.consumer_lag >= 0 {
-                gauge
-                    .with_label_values(&[topic.topic.as_str(), &partition.to_string()])
-                    .set(stats.consumer_lag);
-            }
-        }
+        admin::render(&self.registry)
     }
 }

@@ -29,8 +29,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
 use datafusion::parquet::file::properties::WriterProperties;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
@@ -105,7 +103,7 @@ struct Context {
 
 impl ClientContext for Context {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        crate::metrics::record_consumer_lag(&self.lag, &statistics);
+        admin::record_consumer_lag(&self.lag, &statistics);
     }
 }
 
@@ -136,15 +134,17 @@ impl Sink {
         let admin = tokio::net::TcpListener::bind(config.sink.admin_listen).await?;
         let admin_addr = admin.local_addr()?;
         let stop = CancellationToken::new();
-        let router = admin_router(metrics.clone(), flags.clone(), stop.clone());
+        let ready = flags.clone();
+        let router = admin::router(metrics.registry.clone(), stop.clone(), move || {
+            if ready.ready.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("starting")
+            }
+        });
         // The admin endpoints outlive `stop`: probes and metrics answer while the sink drains.
         let admin_stop = CancellationToken::new();
-        let admin_done = admin_stop.clone();
-        let admin = tokio::spawn(async move {
-            let _ = axum::serve(admin, router)
-                .with_graceful_shutdown(async move { admin_done.cancelled().await })
-                .await;
-        });
+        let admin = admin::spawn(admin, router, admin_stop.clone());
         let (tx, done) = tokio::sync::oneshot::channel();
         let (loop_metrics, loop_stop) = (metrics.clone(), stop.clone());
         tracing::info!(%admin_addr, lake = %lake.url, "sink started");
@@ -187,25 +187,6 @@ impl Sink {
         let _ = self.admin.await;
         result
     }
-}
-
-fn admin_router(metrics: Metrics, flags: Arc<Flags>, stop: CancellationToken) -> Router {
-    Router::new()
-        .route("/metrics", get(move || async move { metrics.render() }))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || async move {
-                use axum::http::StatusCode;
-                if stop.is_cancelled() {
-                    (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-                } else if flags.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                }
-            }),
-        )
 }
 
 /// The state of one (table, topic partition).
@@ -525,12 +506,11 @@ async fn run(
     for (key, value) in &config.kafka.properties {
         client.set(key, value);
     }
-    let consumer: StreamConsumer<Context> = client
+    let consumer: StreamConsumer<Context> = admin::with_lag_statistics(&mut client)
         .set("group.id", &config.sink.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "10000")
         .create_with_context(Context {
             flags: flags.clone(),
             lag: metrics.consumer_lag.clone(),

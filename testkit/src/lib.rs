@@ -297,12 +297,14 @@ pub async fn metric(admin: std::net::SocketAddr, name: &str, labels: &str) -> f6
 
 /// A minimal HTTP/1.0 GET: (status, body).
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, &format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")).await
+}
+
+/// Sends one raw HTTP/1.0 request and reads the answer to the end: (status, body).
+pub async fn http_request(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).await.unwrap();
     let status = text

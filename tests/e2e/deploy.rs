@@ -536,3 +536,34 @@ fn the_dashboard_plots_metrics_the_roles_export() {
         );
     }
 }
+
+/// The image is not built on these machines (no Docker engine): its build step must be a
+/// command CI runs, and what it copies must exist.
+#[test]
+fn the_dockerfile_builds_as_ci_does() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    let build = dockerfile
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("RUN "))
+        .filter(|l| l.starts_with("cargo build"))
+        .expect("the Dockerfile's first RUN is the cargo build");
+    let build = build.trim_end_matches('\\').trim();
+    assert!(
+        ci.lines().any(|l| l.trim() == build),
+        "CI does not run the Dockerfile's build step `{build}`"
+    );
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let source = line.split_whitespace().nth(1).unwrap();
+        assert!(repo().join(source).exists(), "{line}: no {source}");
+    }
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.starts_with("USER ") && !l.contains("root")),
+        "the image must run as a non-root user"
+    );
+}

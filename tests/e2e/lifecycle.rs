@@ -126,6 +126,26 @@ impl Drop for RoleProcess {
     }
 }
 
+/// Waits until `gauge` has a series for every partition of `topic`. librdkafka counts the lag
+/// from the committed offset, which the processor moves only past closed windows.
+async fn until_lag_reported(admin: SocketAddr, gauge: &str, topic: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = testkit::http_get(admin, "/metrics").await.1;
+        let lags: Vec<i64> = body
+            .lines()
+            .filter(|l| l.starts_with(gauge) && l.contains(topic))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        if lags.len() == PARTITIONS as usize {
+            assert!(lags.iter().all(|lag| *lag >= 0), "{gauge}: {lags:?}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{gauge}: {lags:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The status of `GET path`, or `None` when nothing answers.
 async fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
     tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -161,6 +181,10 @@ fn write_config(
     let text = format!(
         r#"[kafka]
 brokers = "{bootstrap}"
+
+[kafka.properties]
+# Consumer lag on /metrics every half second (10 s by default).
+"statistics.interval.ms" = "500"
 
 [topics]
 telemetry = "{telemetry}"
@@ -336,6 +360,7 @@ async fn ingest_processor_and_sink_answer_probes_and_drain_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    until_lag_reported(admin, "processor_consumer_lag_messages", &topics.telemetry).await;
     processor.terminate_and_check().await;
     // Committed up to what its closed windows cover: some, never past the end.
     let offsets = committed(&tansu.bootstrap, &ports.processor_group, &topics.telemetry);
@@ -394,25 +419,11 @@ const SLOW_SQL: &str =
 const SLOW_ANSWER: i64 = 14_285_714;
 
 async fn post_query(addr: SocketAddr, sql: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "POST /v1/query HTTP/1.0\r\nHost: x\r\nAccept: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{sql}",
         sql.len()
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    testkit::http_request(addr, &request).await
 }
 
 /// One statement over Flight SQL; the rows of its answer.
