@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ingest::simulator::{self, Fault, SimConfig};
 use schemas::{Cipher, KeyStore};
+use tokio_util::sync::CancellationToken;
 
 use crate::config;
 
@@ -84,19 +85,20 @@ pub struct RoleArgs {
     drain_timeout: Duration,
 }
 
-/// A started role: told to stop, then awaited while it drains.
+/// A started role: awaited until it ends, told to stop through its handle.
 trait Role {
     /// What the role finishes before it exits, for the log.
     const DRAINS: &'static str;
-    fn shutdown(&self);
+    /// Cancelling it starts the drain.
+    fn stop_handle(&self) -> CancellationToken;
     async fn wait(self) -> Result<()>;
 }
 
 impl Role for ingest::Ingest {
     const DRAINS: &'static str =
         "stopped accepting; finishing in-flight frames, deliveries and replies";
-    fn shutdown(&self) {
-        ingest::Ingest::shutdown(self);
+    fn stop_handle(&self) -> CancellationToken {
+        ingest::Ingest::stop_handle(self)
     }
     async fn wait(self) -> Result<()> {
         Ok(ingest::Ingest::wait(self).await?)
@@ -105,8 +107,8 @@ impl Role for ingest::Ingest {
 
 impl Role for processor::Processor {
     const DRAINS: &'static str = "delivering the round's alerts and committing offsets";
-    fn shutdown(&self) {
-        processor::Processor::shutdown(self);
+    fn stop_handle(&self) -> CancellationToken {
+        processor::Processor::stop_handle(self)
     }
     async fn wait(self) -> Result<()> {
         Ok(processor::Processor::wait(self).await?)
@@ -115,8 +117,8 @@ impl Role for processor::Processor {
 
 impl Role for sinks::Sink {
     const DRAINS: &'static str = "closing, uploading and committing the open files";
-    fn shutdown(&self) {
-        sinks::Sink::shutdown(self);
+    fn stop_handle(&self) -> CancellationToken {
+        sinks::Sink::stop_handle(self)
     }
     async fn wait(self) -> Result<()> {
         Ok(sinks::Sink::wait(self).await?)
@@ -125,14 +127,14 @@ impl Role for sinks::Sink {
 
 /// The query role's two servers, HTTP and Flight SQL.
 struct QueryServers {
-    stop: tokio_util::sync::CancellationToken,
+    stop: CancellationToken,
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Role for QueryServers {
     const DRAINS: &'static str = "stopped accepting; finishing the running queries";
-    fn shutdown(&self) {
-        self.stop.cancel();
+    fn stop_handle(&self) -> CancellationToken {
+        self.stop.clone()
     }
     async fn wait(self) -> Result<()> {
         for server in self.servers {
@@ -143,13 +145,24 @@ impl Role for QueryServers {
 }
 
 /// Runs a started role until SIGTERM or Ctrl-C, then drains it within `args.drain_timeout`.
+/// A role that ends without being told to (a fatal error) ends the process with status 1, so
+/// Kubernetes restarts it rather than probing a process that does no work.
 async fn until_terminated<R: Role>(role: R, args: &RoleArgs) -> Result<()> {
-    terminated().await;
+    let stop = role.stop_handle();
+    let finished = role.wait();
+    tokio::pin!(finished);
+    tokio::select! {
+        result = &mut finished => {
+            result?;
+            anyhow::bail!("stopped without being asked to");
+        }
+        () = terminated() => {}
+    }
     let limit = args.drain_timeout;
     tracing::info!(drain_timeout = ?limit, "shutting down: {}", R::DRAINS);
     let started = std::time::Instant::now();
-    role.shutdown();
-    match tokio::time::timeout(limit, role.wait()).await {
+    stop.cancel();
+    match tokio::time::timeout(limit, finished).await {
         Ok(result) => {
             result?;
             tracing::info!(
@@ -406,7 +419,7 @@ pub fn serve_query(args: ServeQueryArgs) -> Result<()> {
     let config = config::load(args.role.config.as_deref(), flags)?;
     let engine = query_engine(&config)?;
     runtime()?.block_on(async move {
-        let stop = tokio_util::sync::CancellationToken::new();
+        let stop = CancellationToken::new();
         let token = config.query.token;
         let (http_addr, http) = query::http::serve(
             config.query.http_listen,

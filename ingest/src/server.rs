@@ -82,6 +82,12 @@ impl Ingest {
         self.shutdown.cancel();
     }
 
+    /// The token [`shutdown`](Self::shutdown) cancels, for callers that stop it from elsewhere
+    /// (a signal handler) while awaiting [`wait`](Self::wait).
+    pub fn stop_handle(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// Waits until the server has shut down.
     pub async fn wait(self) -> crate::Result<()> {
         match self.task.await {

@@ -176,6 +176,12 @@ impl Sink {
         self.stop.cancel();
     }
 
+    /// The token [`shutdown`](Self::shutdown) cancels, for callers that stop it from elsewhere
+    /// (a signal handler) while awaiting [`wait`](Self::wait).
+    pub fn stop_handle(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
     /// Waits until the sink has stopped.
     pub async fn wait(self) -> Result<()> {
         let result = self
