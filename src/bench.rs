@@ -20,6 +20,52 @@ use schemas::{Cipher, Frame, KeyStore, TerminalKey, TerminalTime, Vin, sample};
 /// Distinct terminals (and frames) in the benchmark stream.
 const TERMINALS: usize = 1024;
 
+/// Telemetry message values as decoder input (the benchmarks set no receive time).
+pub(crate) fn messages<V: AsRef<[u8]>>(values: &[V]) -> Vec<Message<'_>> {
+    values
+        .iter()
+        .map(|v| Message {
+            value: v.as_ref(),
+            received_us: 0,
+        })
+        .collect()
+}
+
+/// One micro-batch of telemetry values as a `RecordBatch`; every value must decode.
+pub(crate) fn decode_batch(
+    decoder: &mut TelemetryDecoder,
+    values: &[Vec<u8>],
+) -> Result<arrow_array::RecordBatch> {
+    let decoded = decoder.decode(&messages(values))?;
+    anyhow::ensure!(decoded.rejected.is_empty(), "messages refused");
+    Ok(decoded.batch)
+}
+
+/// Runs the reference script `scripts/<script>` with `args` under `python` and parses the JSON
+/// it prints; `package` is what pip installs when the script fails.
+pub(crate) fn python_reference(
+    python: &str,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    package: &str,
+) -> Result<serde_json::Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let output = Process::new(python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {python} {}", script.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{} failed (pip install {package}): {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
 /// Runs `f` repeatedly for at least `budget`; returns (calls, elapsed).
 fn run_for(budget: Duration, mut f: impl FnMut()) -> (u64, Duration) {
     let start = Instant::now();
@@ -161,13 +207,7 @@ fn arrow_row(budget: Duration) -> Result<Row> {
         messages.push(telemetry_value(&opened.header, &scratch)?.raw);
     }
     let bytes: usize = messages.iter().map(|m| m.len()).sum();
-    let input: Vec<Message> = messages
-        .iter()
-        .map(|m| Message {
-            value: m,
-            received_us: 0,
-        })
-        .collect();
+    let input: Vec<Message> = self::messages(&messages);
     let mut decoder = TelemetryDecoder::new();
     let mut refused = 0;
     // Batches of 8 x 1,024 messages, as a consumer's micro-batch would be.

@@ -18,7 +18,7 @@ use ingest::simulator::physics::Session;
 use ingest::simulator::sim_vin;
 use processor::rules::{self, Overrides};
 use processor::{Engine, EngineConfig};
-use schemas::arrow::{Message, TelemetryDecoder};
+use schemas::arrow::TelemetryDecoder;
 use schemas::payload::{Payload, request_frame};
 use schemas::{TerminalTime, Vin};
 
@@ -105,19 +105,11 @@ fn in_memory(vins: usize, seconds: i64) -> Result<f64> {
             fleet.next_second(&mut values)?;
             let started = Instant::now();
             for chunk in values.chunks(BATCH) {
-                let messages: Vec<Message> = chunk
-                    .iter()
-                    .map(|v| Message {
-                        value: v,
-                        received_us: 0,
-                    })
-                    .collect();
-                let decoded = decoder.decode(&messages)?;
-                anyhow::ensure!(decoded.rejected.is_empty(), "messages refused");
-                let n = decoded.batch.num_rows();
+                let batch = crate::bench::decode_batch(&mut decoder, chunk)?;
+                let n = batch.num_rows();
                 let offsets: Vec<i64> = (offset..offset + n as i64).collect();
                 offset += n as i64;
-                let late = engine.push(&decoded.batch, &vec![0; n], &offsets, now)?;
+                let late = engine.push(&batch, &vec![0; n], &offsets, now)?;
                 anyhow::ensure!(late.is_empty(), "late rows in the benchmark");
                 records += n as u64;
             }

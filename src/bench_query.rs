@@ -10,12 +10,11 @@
 //! `rounds` each. The ratio is DuckDB's time over ours (above 1: faster than DuckDB).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use schemas::arrow::{Message, TelemetryDecoder};
+use schemas::arrow::TelemetryDecoder;
 use sinks::datafusion::prelude::{SessionConfig, SessionContext};
 use sinks::roll::{Roll, writer_properties};
 use sinks::{Lake, Table};
@@ -45,14 +44,7 @@ async fn write_lake(lake: &Lake, vins: usize, seconds: i64) -> Result<usize> {
         for _ in 0..(seconds - minute * 60).min(60) {
             fleet.next_second(&mut values)?;
             for chunk in values.chunks(8192) {
-                let messages: Vec<Message<'_>> = chunk
-                    .iter()
-                    .map(|v| Message {
-                        value: v,
-                        received_us: 0,
-                    })
-                    .collect();
-                let batch = decoder.decode(&messages)?.batch;
+                let batch = crate::bench::decode_batch(&mut decoder, chunk)?;
                 let n = batch.num_rows() as i64;
                 let offsets: Vec<i64> = (offset..offset + n).collect();
                 roll.write(&batch, &offsets)?;
@@ -94,20 +86,18 @@ fn run_duckdb(
 ) -> Result<(String, Vec<(f64, usize)>)> {
     let queries = lake_dir.join("queries.json");
     std::fs::write(&queries, serde_json::to_vec(&QUERIES)?)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_duckdb.py");
-    let output = Command::new(python)
-        .arg(&script)
-        .arg(lake_dir)
-        .arg(&queries)
-        .args([threads.to_string(), rounds.to_string()])
-        .output()
-        .with_context(|| format!("running {python} {}", script.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "bench_duckdb.py failed (pip install duckdb): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let (threads, rounds) = (threads.to_string(), rounds.to_string());
+    let doc = crate::bench::python_reference(
+        python,
+        "bench_duckdb.py",
+        &[
+            lake_dir.as_os_str(),
+            queries.as_os_str(),
+            threads.as_ref(),
+            rounds.as_ref(),
+        ],
+        "duckdb",
+    )?;
     let version = doc["version"].as_str().unwrap_or("?").to_owned();
     let results = doc["queries"]
         .as_array()

@@ -11,13 +11,12 @@
 //! (message values and VIN keys) and against their JSON form (`chargewatch decode`'s records).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bytes::BytesMut;
-use schemas::arrow::{Message, TelemetryDecoder};
+use schemas::arrow::TelemetryDecoder;
 use schemas::frame::{DEFAULT_MAX_FRAME_LEN, Frame};
 use schemas::record::DecodedFrame;
 use sinks::Table;
@@ -56,24 +55,23 @@ fn write_pyarrow(
     level: i32,
     rounds: usize,
 ) -> Result<(f64, u64, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_pyarrow.py");
-    let output = Command::new(python)
-        .arg(&script)
-        .arg(rows)
-        .arg(out)
-        .args([
-            level.to_string(),
-            ROW_GROUP_ROWS.to_string(),
-            rounds.to_string(),
-        ])
-        .output()
-        .with_context(|| format!("running {python} {}", script.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "bench_pyarrow.py failed (pip install pyarrow): {}",
-        String::from_utf8_lossy(&output.stderr)
+    let (level, row_group, rounds) = (
+        level.to_string(),
+        ROW_GROUP_ROWS.to_string(),
+        rounds.to_string(),
     );
-    let doc: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let doc = crate::bench::python_reference(
+        python,
+        "bench_pyarrow.py",
+        &[
+            rows.as_os_str(),
+            out.as_os_str(),
+            level.as_ref(),
+            row_group.as_ref(),
+            rounds.as_ref(),
+        ],
+        "pyarrow",
+    )?;
     Ok((
         doc["seconds"].as_f64().context("seconds")?,
         doc["bytes"].as_u64().context("bytes")?,
@@ -108,16 +106,7 @@ pub fn sink(
     let mut decoder = TelemetryDecoder::new();
     let mut batches = Vec::new();
     for chunk in values.chunks(BATCH) {
-        let messages: Vec<Message<'_>> = chunk
-            .iter()
-            .map(|v| Message {
-                value: v,
-                received_us: 0,
-            })
-            .collect();
-        let decoded = decoder.decode(&messages)?;
-        anyhow::ensure!(decoded.rejected.is_empty(), "messages refused");
-        batches.push(decoded.batch);
+        batches.push(crate::bench::decode_batch(&mut decoder, chunk)?);
     }
     let decode_s = started.elapsed().as_secs_f64();
     drop(values);
