@@ -67,7 +67,7 @@ impl Fleet {
         for (i, (vin, session)) in self.vins.iter().zip(&mut self.sessions).enumerate() {
             let fx = if i % 100 == 0 { &self.hot } else { &self.calm };
             session.step(fx);
-            let report = Payload::Realtime(session.report(time, fx));
+            let report = Payload::Realtime(session.report(schemas::Edition::V2016, time, fx));
             out.push(request_frame(*vin, &report, None, &[0; 16])?.raw.to_vec());
         }
         self.second += 1;
@@ -159,6 +159,7 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
             events: format!("bench-events-{suffix}"),
             deadletter: format!("bench-deadletter-{suffix}"),
             alerts: format!("bench-alerts-{suffix}"),
+            terminal_keys: format!("bench-terminal-keys-{suffix}"),
         };
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)

@@ -18,7 +18,6 @@ use anyhow::{Context, Result};
 use bytes::BytesMut;
 use schemas::arrow::TelemetryDecoder;
 use schemas::frame::{DEFAULT_MAX_FRAME_LEN, Frame};
-use schemas::record::DecodedFrame;
 use sinks::Table;
 use sinks::datafusion::arrow::array::RecordBatch;
 use sinks::datafusion::arrow::ipc::writer::FileWriter;
@@ -99,7 +98,13 @@ pub fn sink(
         let frame = Frame::parse(&mut BytesMut::from(&value[..]), DEFAULT_MAX_FRAME_LEN)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?
             .context("a whole frame")?;
-        json_bytes += serde_json::to_vec(&DecodedFrame::decode(&frame, None, 0)?)?.len();
+        let options = schemas::view::DecodeOptions {
+            default_profile: schemas::Profile::Wpt,
+            ..Default::default()
+        };
+        json_bytes += schemas::view::decode_frame(&frame, None, options)?
+            .to_string()
+            .len();
     }
 
     let started = Instant::now();

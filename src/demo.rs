@@ -42,6 +42,7 @@ fn fault_script(terminals: usize, duration: u32) -> Vec<Fault> {
         format!("alarm:6@{}s+{}s", at(30), at(40)),
         format!("living-object:7@{}s+{}s", at(50), at(15)),
         format!("efficiency-drop:8@{}s", at(45)),
+        format!("cell-imbalance:9@{}s+{}s", at(30), at(30)),
     ];
     specs
         .iter()
@@ -160,12 +161,7 @@ async fn run_async(
     };
     let topics = Topics::default();
     if let Some(cluster) = &mock {
-        for topic in [
-            &topics.telemetry,
-            &topics.events,
-            &topics.deadletter,
-            &topics.alerts,
-        ] {
+        for (topic, _) in topics.all() {
             cluster.create_topic(topic, PARTITIONS, 1)?;
         }
     }
@@ -259,8 +255,10 @@ async fn run_async(
         server.admin_addr
     );
     println!(
-        "processor: 17 built-in rules (quiet period 10 s, comm loss after 10 s), metrics on http://{}/metrics, rules on http://{}/rules",
-        processor.admin_addr, processor.admin_addr
+        "processor: {} built-in rules (quiet period 10 s, comm loss after 10 s), metrics on http://{}/metrics, rules on http://{}/rules",
+        processor::rules::builtin().len(),
+        processor.admin_addr,
+        processor.admin_addr
     );
     println!(
         "sink: Parquet lake at {}, metrics on http://{}/metrics",
@@ -270,7 +268,7 @@ async fn run_async(
         "query: POST SQL to http://{http_addr}/v1/query, Arrow Flight SQL at grpc://{flight_addr} (while the demo runs)"
     );
     println!(
-        "{terminals} terminals (DES, 3DES, AES-128 and plain in turn; keys in {}), {duration} s of charging at {rate} reports/s each",
+        "{terminals} terminals (GB/T 32960.3-2016 and -2025 in turn, the 2025 ones SM2-signed; DES, 3DES, AES-128, SM4 and plain in turn; keys in {}), {duration} s of charging at {rate} reports/s each",
         key_path.display()
     );
     for fault in &faults {
@@ -278,10 +276,15 @@ async fn run_async(
         let until = fault.duration.map_or("the end".to_owned(), |d| {
             format!("{} s", start + d.as_secs())
         });
+        let target = match &fault.target {
+            simulator::faults::Target::Index(i) => {
+                format!("terminal {i} ({})", simulator::sim_vin(*i))
+            }
+            simulator::faults::Target::Vin(vin) => vin.clone(),
+        };
         println!(
-            "  fault: {:<20} on terminal {:?} from {start} s to {until}",
+            "  fault: {:<20} on {target} from {start} s to {until}",
             fault.kind.name(),
-            fault.target
         );
     }
 
@@ -292,6 +295,7 @@ async fn run_async(
     sim.rate_hz = rate;
     sim.duration_s = duration;
     sim.faults = faults;
+    sim.editions = simulator::Editions::Mixed;
     sim.heartbeat_every = 10;
     let noisy = tokio::spawn({
         let target = server.listen_addr;
@@ -311,8 +315,8 @@ async fn run_async(
             acknowledged as f64 / started.elapsed().as_secs_f64().max(0.001),
             stats.reissued.load(Relaxed),
             stats.failed.load(Relaxed),
-            alert_metrics.alerts.with_label_values(&["raised"]).get(),
-            alert_metrics.alerts.with_label_values(&["cleared"]).get(),
+            alert_metrics.alerts_of("raised"),
+            alert_metrics.alerts_of("cleared"),
             lake_metrics.rows.with_label_values(&["telemetry"]).get(),
         );
         let _ = std::io::stdout().flush();
@@ -349,9 +353,15 @@ async fn run_async(
     let telemetry = read_topic(&brokers, &topics.telemetry)?;
     let messages: Vec<Message> = telemetry
         .iter()
-        .map(|(value, _)| Message {
-            value,
-            received_us: 0,
+        .map(|(value, headers)| {
+            let meta = schemas::message::MessageMeta::from_pairs(
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            );
+            Message {
+                profile: meta.profile,
+                signature: meta.signature,
+                ..Message::wpt(value, 0)
+            }
         })
         .collect();
     let decoded = TelemetryDecoder::new().decode(&messages)?;
@@ -553,7 +563,7 @@ async fn print_lake(engine: &query::Engine, location: &str) -> Result<()> {
     println!("lake ({location}): {}", counts.join(", "));
     println!("explore it:");
     for sql in [
-        "SELECT date, hour, count(*) AS reports, count(DISTINCT vin) AS vehicles FROM telemetry GROUP BY ALL ORDER BY ALL",
+        "SELECT date, hour, edition, count(*) AS reports, count(DISTINCT vin) AS vehicles FROM telemetry GROUP BY ALL ORDER BY date, hour, edition",
         "SELECT rule, severity, count(*) AS raised FROM alerts WHERE event_type LIKE '%.raised' GROUP BY ALL ORDER BY raised DESC",
         "SELECT reason, count(*) FROM deadletter GROUP BY reason",
     ] {

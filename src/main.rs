@@ -52,11 +52,24 @@ enum Cmd {
     Topics(roles::TopicsArgs),
     /// Load a config file (and the key file and rules it names) as the roles would; print it.
     CheckConfig(roles::CheckConfigArgs),
-    /// Decode hex frames (arguments, or one per stdin line) to JSON, one object per frame.
+    /// Decode hex frames of either edition (arguments, or one per stdin line) to JSON, one
+    /// object per frame.
     Decode {
-        /// Key file (TOML) with the terminals' ciphers and keys; without it only plain frames open.
+        /// Key file (TOML) with the terminals' ciphers, keys, profiles and public keys; only
+        /// needed to decrypt (plaintext frames of any VIN decode) and to check signatures.
         #[arg(long, env = "CHARGEWATCH_KEYS")]
         keys: Option<PathBuf>,
+        /// Profile of VINs the key file does not list: `standard` (0x80 is vendor data) or
+        /// `wpt` (0x80 is the wireless-charging snapshot).
+        #[arg(long, default_value = "standard")]
+        profile: String,
+        /// Print every information item in wire order instead of the flat record.
+        #[arg(long)]
+        items: bool,
+        /// Decode an input that is exactly one frame even when its check code does not match
+        /// (captures edited after the fact); the mismatch is printed with it.
+        #[arg(long)]
+        ignore_check_code: bool,
         /// Largest accepted frame, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_FRAME_LEN)]
         max_frame_len: usize,
@@ -94,7 +107,8 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum BenchCmd {
-    /// Frame parse + decrypt + decode per cipher, DES core, messages → RecordBatch; vs OpenSSL.
+    /// Frames parsed, decrypted and decoded per cipher, DES and SM4 cores, SM2 verification,
+    /// messages → RecordBatch; beside OpenSSL.
     Codec {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 3.0)]
@@ -188,9 +202,26 @@ fn main() -> ExitCode {
         Cmd::CheckConfig(args) => roles::check_config(args),
         Cmd::Decode {
             keys,
+            profile,
+            items,
+            ignore_check_code,
             max_frame_len,
             hex,
-        } => decode::run(keys.as_deref(), max_frame_len, &hex),
+        } => match schemas::Profile::from_name(&profile) {
+            Some(profile) => decode::run(
+                keys.as_deref(),
+                decode::Options {
+                    max_frame_len,
+                    profile,
+                    items,
+                    ignore_check_code,
+                },
+                &hex,
+            ),
+            None => Err(anyhow::anyhow!(
+                "unknown profile {profile:?}: standard or wpt"
+            )),
+        },
         Cmd::Bench {
             what:
                 BenchCmd::Codec {

@@ -420,7 +420,7 @@ pub fn serve_query(args: ServeQueryArgs) -> Result<()> {
     let engine = query_engine(&config)?;
     runtime()?.block_on(async move {
         let stop = CancellationToken::new();
-        let token = config.query.token;
+        let token = config.query.token.0;
         let (http_addr, http) = query::http::serve(
             config.query.http_listen,
             engine.clone(),
@@ -485,9 +485,13 @@ pub struct SimulateArgs {
     /// Write a key file of --terminals simulated terminals with random keys before running.
     #[arg(long)]
     write_keys: bool,
-    /// Cipher for --write-keys: none, des-cbc, 3des-cbc, aes-128-cbc, or mixed.
+    /// Cipher for --write-keys: none, des-cbc, 3des-cbc, aes-128-cbc, sm4-cbc, or mixed.
     #[arg(long, default_value = "des-cbc")]
     cipher: String,
+    /// Edition of GB/T 32960.3 the terminals speak: 2016, 2025 (SM2-signed reports), or mixed
+    /// (odd-numbered terminals 2025).
+    #[arg(long, default_value = "2016")]
+    edition: String,
     /// Number of terminals.
     #[arg(long, default_value_t = 10)]
     terminals: usize,
@@ -549,7 +553,10 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         .iter()
         .map(|spec| spec.parse::<Fault>().map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
+    let editions = simulator::Editions::parse(&args.edition)
+        .with_context(|| format!("unknown edition {:?}: 2016, 2025 or mixed", args.edition))?;
     let mut config = SimConfig::new(args.target, terminals);
+    config.editions = editions;
     config.rate_hz = args.rate;
     config.duration_s = args.duration;
     config.faults = faults;
@@ -612,17 +619,7 @@ pub fn create_topics(args: TopicsArgs) -> Result<()> {
 
     let flags = overrides([("kafka.brokers", args.brokers)]);
     let config = config::load(args.config.as_deref(), flags)?;
-    let t = &config.topics;
-    let names: Vec<&String> = [
-        &t.telemetry,
-        &t.telemetry_json,
-        &t.events,
-        &t.deadletter,
-        &t.alerts,
-    ]
-    .into_iter()
-    .filter(|n| !n.is_empty())
-    .collect();
+    let names = config.topics.all();
     runtime()?.block_on(async {
         let mut client = rdkafka::ClientConfig::new();
         client.set("bootstrap.servers", &config.kafka.brokers);
@@ -630,14 +627,19 @@ pub fn create_topics(args: TopicsArgs) -> Result<()> {
             client.set(key, value);
         }
         let admin: AdminClient<DefaultClientContext> = client.create()?;
+        // The terminal-keys topic is compacted: the newest key of each VIN is kept for ever.
         let new: Vec<NewTopic> = names
             .iter()
-            .map(|n| {
-                NewTopic::new(
-                    n,
+            .map(|&(name, compacted)| {
+                let topic = NewTopic::new(
+                    name,
                     args.partitions,
                     TopicReplication::Fixed(args.replication),
-                )
+                );
+                match compacted {
+                    true => topic.set("cleanup.policy", "compact"),
+                    false => topic,
+                }
             })
             .collect();
         for result in admin.create_topics(&new, &AdminOptions::new()).await? {

@@ -5,6 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemas::Secret;
 use serde::{Deserialize, Serialize};
 
 /// The `[ingest]` section of the config file (`CHARGEWATCH__INGEST__…` in the environment).
@@ -45,6 +46,35 @@ pub struct IngestConfig {
     /// On SIGTERM: how long in-flight deliveries and replies may take before exit.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// 2025 reports without a signature are refused (reply 0x05, dead letter
+    /// `signature_missing`) instead of accepted and flagged `missing`.
+    pub require_signature: bool,
+    /// Lower platforms that may log in with 0x05 and send many vehicles' frames on one
+    /// connection (`[[ingest.platforms]]`).
+    pub platforms: Vec<PlatformConfig>,
+}
+
+/// A lower platform allowed to log in (GB/T 32960 platform login 0x05).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// The platform id its frames carry in the identity field.
+    pub id: String,
+    /// The username (at most 12 characters) the login must carry.
+    pub username: String,
+    /// The password (at most 20 characters) the login must carry.
+    pub password: Secret<String>,
+    /// The data-unit cipher of the link: `none`, `des-cbc`, `3des-cbc`, `aes-128-cbc`,
+    /// `sm4-cbc`. Every frame on the link is opened with it, whatever its VIN.
+    #[serde(default = "default_cipher")]
+    pub cipher: String,
+    /// The link's key, hex (empty for `none`).
+    #[serde(default)]
+    pub key: Secret<String>,
+}
+
+fn default_cipher() -> String {
+    "none".into()
 }
 
 impl Default for IngestConfig {
@@ -64,6 +94,8 @@ impl Default for IngestConfig {
             max_in_flight: NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN),
             delivery_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(25),
+            require_signature: false,
+            platforms: Vec::new(),
         }
     }
 }

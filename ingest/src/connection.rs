@@ -1,10 +1,13 @@
-//! One terminal connection: frames in, records to Kafka, replies out once records are durable.
+//! One connection (a terminal's or a lower platform's): frames in, records to Kafka, replies
+//! out once records are durable. What each frame does is in [`crate::session`]; what it writes
+//! and answers, in [`crate::records`].
 //!
 //! Guarantees:
 //! - a success reply is written only after the broker acknowledged every record of its frame;
 //!   a failed delivery gets an error reply, so the terminal reissues (nothing acknowledged is
 //!   ever lost);
-//! - replies go out in request order (a FIFO of pending deliveries);
+//! - replies go out in request order (a FIFO of pending deliveries), each in the edition of
+//!   its request;
 //! - at most `max_in_flight_per_connection` frames of this connection, and `max_in_flight` of
 //!   all connections (a shared semaphore), await the broker; beyond that the socket is not read,
 //!   so a slow or absent broker pushes back on terminals instead of filling memory;
@@ -12,9 +15,7 @@
 //!   bad frame never ends the connection's good frames (only `max_bad_frames` in a row do).
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -22,13 +23,9 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use schemas::message::{
-    DeadLetter, EventMessage, TelemetryHeaders, event_kinds, write_telemetry_value,
-};
-use schemas::payload::{Opened, Payload, open, reply_frame};
-use schemas::record::{FrameId, TelemetryRecord};
+use schemas::message::event_kinds;
 use schemas::time::now_us;
-use schemas::{Error, Flag, Frame, Header, Reason, Rejected, TerminalKey, TerminalTime, Vin};
+use schemas::{Error, Frame, Reason, Rejected};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -36,377 +33,35 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::FrameCodec;
-use crate::publisher::TopicRole;
+use crate::records::{Pending, Refusal};
 use crate::server::Shared;
-
-/// What a pending frame resolves to: the reply to write, if any.
-type Pending = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+use crate::session::Link;
 
 /// Garbage is coalesced into dead letters of at most this many bytes.
 const GARBAGE_CHUNK: usize = 4096;
 
-fn random_iv() -> [u8; 16] {
-    rand::random()
-}
-
 /// Per-connection state.
-struct Connection {
-    shared: Arc<Shared>,
-    peer: String,
-    /// The VIN this connection logged in as.
-    vin: Option<Vin>,
-    bad_in_row: u32,
+pub(crate) struct Connection {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) peer: String,
+    /// What logged in on this connection.
+    pub(crate) link: Link,
+    pub(crate) bad_in_row: u32,
     garbage: BytesMut,
-    scratch: Vec<u8>,
+    /// The plaintext data unit of the frame being handled.
+    pub(crate) scratch: Vec<u8>,
     /// The telemetry message being built.
-    message: Vec<u8>,
-}
-
-/// A reply to `header`, sealed with the terminal's key when it has one for that cipher.
-fn reply_bytes(
-    header: &Header,
-    flag: Flag,
-    time: Option<TerminalTime>,
-    key: Option<&TerminalKey>,
-) -> Option<Bytes> {
-    if header.flag != Flag::Command {
-        return None;
-    }
-    match reply_frame(header, flag, time, key, &random_iv()) {
-        Ok(frame) => Some(frame.raw),
-        Err(error) => {
-            tracing::warn!(%error, vin = %header.vin, "cannot build reply");
-            None
-        }
-    }
+    pub(crate) message: Vec<u8>,
 }
 
 impl Connection {
-    fn key_of(&self, vin: &Vin) -> Option<Arc<TerminalKey>> {
-        self.shared.keys.snapshot().get(vin).ok().cloned()
-    }
-
-    /// Queues a dead letter; the pending future replies with an error when the bytes had a
-    /// request header.
-    fn reject(
-        &mut self,
-        raw: Bytes,
-        header: Option<Header>,
-        reason: Reason,
-        error: String,
-        received_us: i64,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Pending {
-        let m = &self.shared.metrics;
-        m.rejects.with_label_values(&[reason.as_str()]).inc();
-        if let Some(h) = &header {
-            m.frames
-                .with_label_values(&[h.command.name(), "rejected"])
-                .inc();
-        }
-        if reason != Reason::Garbage {
-            self.bad_in_row += 1;
-        }
-        tracing::debug!(peer = %self.peer, %reason, %error, "input rejected");
-        let letter = DeadLetter {
-            reason,
-            error,
-            source: self.peer.clone(),
-            vin: header.map(|h| h.vin.to_string()),
-            command: header.map(|h| h.command.code()),
-            received_us,
-        };
-        let delivery = self.shared.publisher.dead_letter(&raw, &letter);
-        let reply = header.and_then(|h| {
-            let key = self.key_of(&h.vin);
-            reply_bytes(&h, Flag::Error, None, key.as_deref())
-        });
-        let metrics = self.shared.metrics.clone();
-        Box::pin(async move {
-            if let Err(error) = delivery.await {
-                metrics
-                    .delivery_failures
-                    .with_label_values(&[TopicRole::DeadLetter.label()])
-                    .inc();
-                tracing::warn!(%error, "dead letter not delivered");
-            }
-            drop(permit);
-            reply
-        })
-    }
-
     fn flush_garbage(&mut self, pending: &mut FuturesOrdered<Pending>) {
         if self.garbage.is_empty() {
             return;
         }
         let raw = self.garbage.split().freeze();
-        let error = Error::Garbage { len: raw.len() }.to_string();
-        pending.push_back(self.reject(raw, None, Reason::Garbage, error, now_us(), None));
-    }
-
-    /// An event record; the pending future replies `reply` once it is durable (error otherwise).
-    fn event(
-        &self,
-        event: EventMessage,
-        header: Option<&Header>,
-        reply_time: Option<TerminalTime>,
-        key: Option<Arc<TerminalKey>>,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Pending {
-        let value = serde_json::to_vec(&event).unwrap_or_default();
-        let vin = event.vin.clone();
-        let delivery = self.shared.publisher.send(
-            TopicRole::Events,
-            vin.as_deref().map(str::as_bytes),
-            &value,
-            &[],
-        );
-        let metrics = self.shared.metrics.clone();
-        let header = header.copied();
-        let started = Instant::now();
-        Box::pin(async move {
-            let result = delivery.await;
-            metrics
-                .produce_latency
-                .observe(started.elapsed().as_secs_f64());
-            drop(permit);
-            let flag = match result {
-                Ok(()) => Flag::Success,
-                Err(error) => {
-                    metrics
-                        .delivery_failures
-                        .with_label_values(&[TopicRole::Events.label()])
-                        .inc();
-                    tracing::warn!(%error, "event not delivered");
-                    Flag::Error
-                }
-            };
-            let header = header?;
-            metrics
-                .replies
-                .with_label_values(&[if flag == Flag::Success {
-                    "success"
-                } else {
-                    "error"
-                }])
-                .inc();
-            reply_bytes(&header, flag, reply_time, key.as_deref())
-        })
-    }
-
-    fn event_message(
-        &self,
-        kind: &str,
-        vin: Option<&Vin>,
-        time_us: i64,
-        received_us: i64,
-    ) -> EventMessage {
-        EventMessage {
-            kind: kind.to_owned(),
-            time_us,
-            received_time_us: received_us,
-            vin: vin.map(Vin::to_string),
-            peer: self.peer.clone(),
-            login_seq: None,
-            iccid: None,
-            detail: None,
-        }
-    }
-
-    /// Telemetry: the plaintext frame to the telemetry topic (and its JSON mirror when
-    /// configured); the reply waits for every record of the frame.
-    fn telemetry(
-        &mut self,
-        opened: &Opened,
-        received_us: i64,
-        key: Option<Arc<TerminalKey>>,
-        permit: OwnedSemaphorePermit,
-    ) -> Pending {
-        let header = opened.header;
-        let (Payload::Realtime(report) | Payload::Reissue(report)) = &opened.payload else {
-            unreachable!("telemetry() is called for reports only")
-        };
-        let shared = self.shared.clone();
-        let headers = TelemetryHeaders {
-            received_us,
-            peer: &self.peer,
-            cipher: opened.cipher,
-            frame_id: FrameId::of_report(&header.vin, header.command, report),
-        };
-        if let Err(error) = write_telemetry_value(&header, &self.scratch, &mut self.message) {
-            return self.reject(
-                Bytes::new(),
-                Some(header),
-                error.reason(),
-                error.to_string(),
-                received_us,
-                Some(permit),
-            );
-        }
-        let vin = header.vin.trimmed();
-        let delivery = headers.with_pairs(|pairs| {
-            shared
-                .publisher
-                .send(TopicRole::Telemetry, Some(vin), &self.message, pairs)
-        });
-        let mirror = (!shared.publisher.topics().telemetry_json.is_empty()).then(|| {
-            let record = TelemetryRecord::new(&header, opened.cipher, report, received_us);
-            let json = serde_json::to_vec(&record).unwrap_or_default();
-            shared
-                .publisher
-                .send(TopicRole::TelemetryJson, Some(vin), &json, &[])
-        });
-        let time = report.time;
-        let started = Instant::now();
-        shared.metrics.in_flight.inc();
-        Box::pin(async move {
-            let mut result = delivery.await.map_err(|e| (TopicRole::Telemetry, e));
-            if let (Ok(()), Some(mirror)) = (&result, mirror) {
-                result = mirror.await.map_err(|e| (TopicRole::TelemetryJson, e));
-            }
-            let m = &shared.metrics;
-            m.in_flight.dec();
-            m.produce_latency.observe(started.elapsed().as_secs_f64());
-            drop(permit);
-            let flag = match result {
-                Ok(()) => Flag::Success,
-                Err((role, error)) => {
-                    m.delivery_failures.with_label_values(&[role.label()]).inc();
-                    m.rejects
-                        .with_label_values(&[Reason::DeliveryFailed.as_str()])
-                        .inc();
-                    tracing::warn!(%error, vin = %header.vin, "telemetry not delivered; the terminal will reissue");
-                    Flag::Error
-                }
-            };
-            m.replies
-                .with_label_values(&[if flag == Flag::Success {
-                    "success"
-                } else {
-                    "error"
-                }])
-                .inc();
-            reply_bytes(&header, flag, Some(time), key.as_deref())
-        })
-    }
-
-    /// Handles one checked frame; returns the pending work whose result is its reply.
-    fn frame(&mut self, frame: Frame, permit: OwnedSemaphorePermit) -> Pending {
-        let received_us = now_us();
-        let header = frame.header;
-        if header.flag != Flag::Command {
-            let error = format!(
-                "frame with response flag {:#04x} from a terminal",
-                header.flag.code()
-            );
-            return self.reject(
-                frame.raw,
-                Some(header),
-                Reason::UnexpectedReply,
-                error,
-                received_us,
-                Some(permit),
-            );
-        }
-        let keys = self.shared.keys.snapshot();
-        let opened = match open(&frame, Some(&keys), &mut self.scratch) {
-            Ok(opened) => opened,
-            Err(error) => {
-                return self.reject(
-                    frame.raw,
-                    Some(header),
-                    error.reason(),
-                    error.to_string(),
-                    received_us,
-                    Some(permit),
-                );
-            }
-        };
-        let key = keys.get(&header.vin).ok().cloned();
-        // Session rules: login first, then one VIN per connection.
-        let is_login = matches!(opened.payload, Payload::Login(_));
-        let session_error = match self.vin {
-            Some(bound) if bound != header.vin => Some((
-                Reason::VinMismatch,
-                format!(
-                    "connection is logged in as {bound}, frame is for {}",
-                    header.vin
-                ),
-            )),
-            None if !is_login && self.shared.config.require_login => Some((
-                Reason::NotLoggedIn,
-                format!(
-                    "{} sent {} before logging in",
-                    header.vin,
-                    header.command.name()
-                ),
-            )),
-            _ => None,
-        };
-        if let Some((reason, error)) = session_error {
-            return self.reject(
-                frame.raw,
-                Some(header),
-                reason,
-                error,
-                received_us,
-                Some(permit),
-            );
-        }
-        self.bad_in_row = 0;
-        self.shared
-            .metrics
-            .frames
-            .with_label_values(&[header.command.name(), "accepted"])
-            .inc();
-        let time_us = opened
-            .payload
-            .time()
-            .map_or(received_us, |t| t.utc_micros());
-        match &opened.payload {
-            Payload::Realtime(_) | Payload::Reissue(_) => {
-                self.telemetry(&opened, received_us, key, permit)
-            }
-            Payload::Login(login) => {
-                self.vin = Some(header.vin);
-                let mut event =
-                    self.event_message(event_kinds::LOGIN, Some(&header.vin), time_us, received_us);
-                event.login_seq = Some(login.login_seq);
-                event.iccid = Some(login.iccid.clone());
-                event.detail = Some(format!("subsystems={}", login.subsystems.join(",")));
-                self.event(event, Some(&header), Some(login.time), key, Some(permit))
-            }
-            Payload::Logout(logout) => {
-                self.vin = None;
-                let mut event = self.event_message(
-                    event_kinds::LOGOUT,
-                    Some(&header.vin),
-                    time_us,
-                    received_us,
-                );
-                event.detail = Some(format!("logout_seq={}", logout.logout_seq));
-                self.event(event, Some(&header), Some(logout.time), key, Some(permit))
-            }
-            Payload::Heartbeat => {
-                let event = self.event_message(
-                    event_kinds::HEARTBEAT,
-                    Some(&header.vin),
-                    time_us,
-                    received_us,
-                );
-                self.event(event, Some(&header), None, key, Some(permit))
-            }
-            Payload::TimeCalibration => {
-                let event = self.event_message(
-                    event_kinds::TIME_CALIBRATION,
-                    Some(&header.vin),
-                    time_us,
-                    received_us,
-                );
-                let platform_time = TerminalTime::from_utc_micros(now_us());
-                self.event(event, Some(&header), Some(platform_time), key, Some(permit))
-            }
-        }
+        let error = Error::Garbage { len: raw.len() };
+        pending.push_back(self.reject(raw, None, error.into(), now_us(), None));
     }
 
     /// Handles bytes the framer rejected.
@@ -424,16 +79,20 @@ impl Connection {
             return;
         }
         self.flush_garbage(pending);
-        let reason = rejected.error.reason();
+        let refusal = Refusal::from(rejected.error);
         let pending_item = self.reject(
             rejected.raw,
             rejected.header,
-            reason,
-            rejected.error.to_string(),
+            refusal,
             now_us(),
             Some(permit),
         );
         pending.push_back(pending_item);
+    }
+
+    /// The VIN this connection's closing event names: the terminal's, if one logged in.
+    fn closing_vin(&self) -> Option<schemas::Vin> {
+        self.link.terminal().or(self.link.platform_id())
     }
 }
 
@@ -452,7 +111,7 @@ pub async fn serve(
     let mut conn = Connection {
         shared: shared.clone(),
         peer: peer.to_string(),
-        vin: None,
+        link: Link::Unbound,
         bad_in_row: 0,
         garbage: BytesMut::new(),
         scratch: Vec::with_capacity(512),
@@ -461,8 +120,13 @@ pub async fn serve(
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let received = now_us();
     pending.push_back(conn.event(
-        conn.event_message(event_kinds::CONNECTION_OPENED, None, received, received),
-        None,
+        conn.event_message(
+            event_kinds::CONNECTION_OPENED,
+            None,
+            None,
+            received,
+            received,
+        ),
         None,
         None,
         None,
@@ -551,8 +215,12 @@ pub async fn serve(
                     let buffer = frames.read_buffer_mut();
                     while let Some(item) = Frame::flush(buffer, config.max_frame_len) {
                         let raw = match item { Ok(frame) => frame.raw, Err(rejected) => rejected.raw };
-                        let error = "frame left half-sent past the timeout".to_owned();
-                        let work = conn.reject(raw, None, Reason::Truncated, error, now_us(), None);
+                        let refusal = Refusal::new(
+                            Reason::Truncated,
+                            "frame left half-sent past the timeout",
+                            schemas::Flag::Error,
+                        );
+                        let work = conn.reject(raw, None, refusal, now_us(), None);
                         pending.push_back(work);
                     }
                     close_reason = Some("half_sent_timeout");
@@ -588,9 +256,10 @@ pub async fn serve(
     let reason = close_reason.unwrap_or("closed");
     metrics.closed.with_label_values(&[reason]).inc();
     let now = now_us();
+    let vin = conn.closing_vin();
     let mut closed =
-        conn.event_message(event_kinds::CONNECTION_CLOSED, conn.vin.as_ref(), now, now);
+        conn.event_message(event_kinds::CONNECTION_CLOSED, None, vin.as_ref(), now, now);
     closed.detail = Some(reason.to_owned());
-    let _ = conn.event(closed, None, None, None, None).await;
+    let _ = conn.event(closed, None, None, None).await;
     let _ = write.shutdown().await;
 }

@@ -7,6 +7,7 @@
 //! broker acknowledged its record (idempotent producer, `acks=all`); what cannot be accepted is
 //! dead-lettered raw with its reason; a slow broker pushes back on sockets, never on memory.
 
+pub mod activations;
 pub mod codec;
 pub mod config;
 pub mod connection;
@@ -14,7 +15,9 @@ pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod publisher;
+pub mod records;
 pub mod server;
+pub mod session;
 pub mod simulator;
 
 pub use config::IngestConfig;

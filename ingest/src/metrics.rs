@@ -29,6 +29,16 @@ pub struct Metrics {
     pub replies: IntCounterVec,
     /// `ingest_key_reloads_total`.
     pub key_reloads: IntCounter,
+    /// `ingest_frames_by_edition_total{edition}`: `2016` or `2025`.
+    pub editions: IntCounterVec,
+    /// `ingest_signatures_total{status}`: 2025 reports by `verified`, `unverified`, `missing`,
+    /// `failed`.
+    pub signatures: IntCounterVec,
+    /// `ingest_platform_logins_total{outcome}`: `accepted` or `refused`.
+    pub platform_logins: IntCounterVec,
+    /// `ingest_activations_total{outcome}`: `activated`, `refused` (chip or VIN taken),
+    /// `failed` (signature, delivery).
+    pub activations: IntCounterVec,
 }
 
 impl Metrics {
@@ -84,6 +94,26 @@ impl Metrics {
                 &["flag"],
             )?,
             key_reloads: IntCounter::new("ingest_key_reloads_total", "Key file reloads")?,
+            editions: counter_vec(
+                "ingest_frames_by_edition_total",
+                "Frames received, by GB/T 32960.3 edition",
+                &["edition"],
+            )?,
+            signatures: counter_vec(
+                "ingest_signatures_total",
+                "2025 reports by signature check outcome",
+                &["status"],
+            )?,
+            platform_logins: counter_vec(
+                "ingest_platform_logins_total",
+                "Platform logins (0x05), by outcome",
+                &["outcome"],
+            )?,
+            activations: counter_vec(
+                "ingest_activations_total",
+                "Terminal activations (0x09), by outcome",
+                &["outcome"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -98,6 +128,10 @@ impl Metrics {
         r.register(Box::new(metrics.delivery_failures.clone()))?;
         r.register(Box::new(metrics.replies.clone()))?;
         r.register(Box::new(metrics.key_reloads.clone()))?;
+        r.register(Box::new(metrics.editions.clone()))?;
+        r.register(Box::new(metrics.signatures.clone()))?;
+        r.register(Box::new(metrics.platform_logins.clone()))?;
+        r.register(Box::new(metrics.activations.clone()))?;
         Ok(metrics)
     }
 

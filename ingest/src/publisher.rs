@@ -18,6 +18,8 @@ pub enum TopicRole {
     TelemetryJson,
     Events,
     DeadLetter,
+    /// Activated terminals' public keys (compacted).
+    TerminalKeys,
 }
 
 impl TopicRole {
@@ -27,6 +29,7 @@ impl TopicRole {
             TopicRole::TelemetryJson => "telemetry_json",
             TopicRole::Events => "events",
             TopicRole::DeadLetter => "deadletter",
+            TopicRole::TerminalKeys => "terminal_keys",
         }
     }
 }
@@ -96,6 +99,7 @@ impl Publisher {
             TopicRole::TelemetryJson => &self.topics.telemetry_json,
             TopicRole::Events => &self.topics.events,
             TopicRole::DeadLetter => &self.topics.deadletter,
+            TopicRole::TerminalKeys => &self.topics.terminal_keys,
         };
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
         for (name, value) in headers {

@@ -16,16 +16,22 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::activations::Activations;
 use crate::config::IngestConfig;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
+use crate::session::Platforms;
 
 /// What every connection shares.
 #[derive(Debug)]
 pub struct Shared {
     pub config: IngestConfig,
     pub keys: Arc<KeyRing>,
+    /// Activated terminals' public keys (the terminal-keys topic).
+    pub activations: Arc<Activations>,
+    /// The lower platforms allowed to log in.
+    pub platforms: Platforms,
     pub publisher: Publisher,
     pub metrics: Metrics,
     /// Permits for records awaiting the broker, across all connections.
@@ -51,6 +57,25 @@ impl Ingest {
         config: IngestConfig,
     ) -> crate::Result<Ingest> {
         let keys = Arc::new(KeyRing::load(config.keys.clone())?);
+        let platforms = Platforms::from_config(&config.platforms)?;
+        let terminals = keys.snapshot();
+        tracing::info!(
+            terminals = terminals.len(),
+            wpt = terminals.count_profile(schemas::Profile::Wpt),
+            platforms = platforms.len(),
+            "key file loaded"
+        );
+        let activations = Arc::new(Activations::default());
+        let background = CancellationToken::new();
+        let follower = {
+            let (activations, kafka) = (activations.clone(), kafka.clone());
+            let (topic, stop) = (topics.terminal_keys.clone(), background.clone());
+            tokio::task::spawn_blocking(move || {
+                activations.follow(&kafka, &topic, Duration::from_secs(10), stop)
+            })
+            .await
+            .map_err(|e| crate::Error::Config(format!("terminal keys reader: {e}")))??
+        };
         let publisher = Publisher::new(kafka, topics, config.delivery_timeout)?;
         let metrics = Metrics::new()?;
         let listener = TcpListener::bind(config.listen).await?;
@@ -61,12 +86,21 @@ impl Ingest {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight.get())),
             config,
             keys,
+            activations,
+            platforms,
             publisher,
             metrics,
             ready: AtomicBool::new(false),
         });
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(listener, admin, shared.clone(), shutdown.clone()));
+        let task = tokio::spawn(run(
+            listener,
+            admin,
+            shared.clone(),
+            shutdown.clone(),
+            background,
+            follower,
+        ));
         tracing::info!(%listen_addr, %admin_addr, "ingest listening");
         Ok(Ingest {
             listen_addr,
@@ -101,12 +135,13 @@ impl Ingest {
 fn check_topics(publisher: &Publisher) {
     use rdkafka::producer::Producer;
     let topics = publisher.topics();
-    let wanted = [
-        &topics.telemetry,
-        &topics.telemetry_json,
-        &topics.events,
-        &topics.deadletter,
-    ];
+    // Alerts are the processor's; ingest writes every other topic.
+    let wanted: Vec<&str> = topics
+        .all()
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| *name != topics.alerts)
+        .collect();
     let metadata = match publisher
         .producer()
         .client()
@@ -118,11 +153,11 @@ fn check_topics(publisher: &Publisher) {
             return;
         }
     };
-    for name in wanted.into_iter().filter(|n| !n.is_empty()) {
+    for name in wanted {
         let exists = metadata
             .topics()
             .iter()
-            .any(|t| t.name() == name.as_str() && t.error().is_none());
+            .any(|t| t.name() == name && t.error().is_none());
         if !exists {
             tracing::warn!(topic = %name, "topic does not exist: its records will fail (create it with `chargewatch topics`)");
         }
@@ -151,8 +186,9 @@ async fn run(
     admin: TcpListener,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    background: CancellationToken,
+    follower: std::thread::JoinHandle<()>,
 ) -> crate::Result<()> {
-    let background = CancellationToken::new();
     // Ready while a broker answers; `/readyz` turns 503 on shutdown, so the Service stops
     // sending new terminals, while probes and metrics answer until the drain is over.
     let probed = shared.clone();
@@ -225,6 +261,7 @@ async fn run(
     }
     background.cancel();
     let _ = admin_task.await;
+    let _ = tokio::task::spawn_blocking(move || follower.join()).await;
     tracing::info!("ingest stopped");
     Ok(())
 }

@@ -40,6 +40,23 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Alert events of `kind` (`raised`, `updated`, `cleared`) over every rule and severity:
+    /// read by label name, so adding a label never breaks a reader.
+    pub fn alerts_of(&self, kind: &str) -> u64 {
+        use prometheus::core::Collector;
+        self.alerts
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "type" && l.value() == kind)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
     pub fn new() -> crate::Result<Self> {
         let registry = Registry::new();
         let vec = |name: &str, help: &str, label: &str| {

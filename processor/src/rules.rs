@@ -468,6 +468,7 @@ pub fn builtin() -> Vec<(&'static str, &'static str)> {
         "comm_loss.sql",
         "soc_stall.sql",
         "gbt32960_alarm.sql",
+        "cell_voltage_spread.sql",
         "diagnosis.sql",
     ]
 }

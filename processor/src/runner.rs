@@ -34,7 +34,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::Reason;
 use schemas::arrow::{Message, TelemetryDecoder};
-use schemas::message::{DeadLetter, EventMessage, KafkaSettings, Topics, event_kinds, headers};
+use schemas::message::{DeadLetter, EventMessage, KafkaSettings, MessageMeta, Topics, event_kinds};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -134,26 +134,27 @@ struct Pending {
     bytes: Vec<u8>,
     spans: Vec<(usize, usize)>,
     meta: Vec<(i32, i64, i64)>,
+    /// Each message's profile and signature status (headers).
+    headers: Vec<MessageMeta>,
     since: Option<Instant>,
 }
 
 impl Pending {
     fn add(&mut self, message: &BorrowedMessage<'_>) {
         let value = message.payload().unwrap_or_default();
-        let received_us = message
+        let meta = message
             .headers()
-            .and_then(|h| {
-                h.iter()
-                    .find(|h| h.key == headers::RECEIVED_US)
-                    .and_then(|h| h.value)
-                    .and_then(schemas::message::TelemetryHeaders::parse_received_us)
-            })
+            .map(|h| MessageMeta::from_pairs(h.iter().filter_map(|h| Some((h.key, h.value?)))))
+            .unwrap_or_default();
+        let received_us = meta
+            .received_us
             .or_else(|| message.timestamp().to_millis().map(|ms| ms * 1000))
             .unwrap_or(0);
         self.spans.push((self.bytes.len(), value.len()));
         self.bytes.extend_from_slice(value);
         self.meta
             .push((message.partition(), message.offset(), received_us));
+        self.headers.push(meta);
         self.since.get_or_insert_with(Instant::now);
     }
 
@@ -165,6 +166,7 @@ impl Pending {
         self.bytes.clear();
         self.spans.clear();
         self.meta.clear();
+        self.headers.clear();
         self.since = None;
     }
 
@@ -448,6 +450,8 @@ impl Worker {
             .map(|i| Message {
                 value: self.pending.value(i),
                 received_us: self.pending.meta[i].2,
+                profile: self.pending.headers[i].profile,
+                signature: self.pending.headers[i].signature,
             })
             .collect();
         let decoded = self.decoder.decode(&messages)?;

@@ -4,18 +4,23 @@
 //!   (the buffer keeps only those some rule names, the others read as null) plus
 //!   `kafka_partition`.
 //! - `sessions`: one row per VIN, its state as of the window's end (see [`crate::sessions`]).
-//! - `alarm_bits`: `bit`, `name`, `mask` of the general alarm flags (PROTOCOL.md §5.1).
+//! - `alarm_bits`: `bit`, `name`, `mask` of the general alarm flags (PROTOCOL.md §5.1,
+//!   GBT32960-2025.md §5.6), and `edition`, the first edition that defines the bit (bits 19..=27
+//!   are reserved in 2016).
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt8Array, UInt32Array};
+use datafusion::arrow::array::{
+    ArrayRef, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt32Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result as DfResult;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use schemas::Edition;
 use schemas::arrow::{telemetry_schema, timestamp_type};
-use schemas::realtime::GENERAL_ALARM_BITS;
+use schemas::realtime::{GENERAL_ALARM_BITS, general_alarm_bits};
 
 pub const TELEMETRY: &str = "telemetry";
 pub const SESSIONS: &str = "sessions";
@@ -63,15 +68,20 @@ pub fn sessions_schema() -> SchemaRef {
 
 fn alarm_bits() -> DfResult<RecordBatch> {
     let n = GENERAL_ALARM_BITS.len() as u8;
+    let in_2016 = general_alarm_bits(Edition::V2016) as u8;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(UInt8Array::from_iter_values(0..n)),
         Arc::new(StringArray::from_iter_values(GENERAL_ALARM_BITS)),
         Arc::new(UInt32Array::from_iter_values((0..n).map(|b| 1u32 << b))),
+        Arc::new(UInt16Array::from_iter_values(
+            (0..n).map(|b| if b < in_2016 { 2016 } else { 2025 }),
+        )),
     ];
     let schema = Arc::new(Schema::new(vec![
         Field::new("bit", DataType::UInt8, false),
         Field::new("name", DataType::Utf8, false),
         Field::new("mask", DataType::UInt32, false),
+        Field::new("edition", DataType::UInt16, false),
     ]));
     Ok(RecordBatch::try_new(schema, columns)?)
 }

@@ -20,7 +20,7 @@ pub struct QueryConfig {
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Bearer token every request must carry (`Authorization: Bearer …`); none when empty.
-    pub token: String,
+    pub token: schemas::Secret<String>,
 }
 
 impl Default for QueryConfig {
@@ -30,7 +30,7 @@ impl Default for QueryConfig {
             flight_listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
             memory_limit_mib: 1024,
             timeout: Duration::from_secs(60),
-            token: String::new(),
+            token: Default::default(),
         }
     }
 }

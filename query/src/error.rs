@@ -11,7 +11,7 @@ pub enum Error {
     )]
     Refused(String),
     /// Bad SQL, an unknown table or column, or a failure while running (memory limit included).
-    #[error("{0}")]
+    #[error("{}", sql_message(.0))]
     Sql(#[from] datafusion::error::DataFusionError),
     #[error("query ran past its time limit of {0:?}")]
     Timeout(Duration),
@@ -38,3 +38,21 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What a person reads of a DataFusion error: its innermost cause once (DataFusion repeats it in
+/// every layer of context), without the list of every column of the table that "no field named"
+/// carries (142 names for telemetry); `DESCRIBE <table>` shows them, and DataFusion's "did you
+/// mean" suggestion stays.
+fn sql_message(error: &datafusion::error::DataFusionError) -> String {
+    let root = error.find_root().to_string();
+    let listing = |line: &str| line.starts_with("Valid fields are");
+    let mut text = root
+        .lines()
+        .filter(|line| !listing(line))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if root.lines().any(listing) {
+        text.push_str(" (DESCRIBE <table> lists its columns)");
+    }
+    text
+}

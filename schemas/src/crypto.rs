@@ -1,9 +1,11 @@
-//! Data-unit encryption (PROTOCOL.md §4) and the per-terminal key store.
+//! Data-unit encryption (PROTOCOL.md §4) and the per-terminal key store (cipher and key,
+//! profile, public key).
 //!
 //! Takes: a VIN's registered cipher and key, and a transmitted data unit `IV ‖ CBC(PKCS#7(p))`.
 //! Gives: the plaintext, or [`Error::Decrypt`]. Guarantees: key schedules are built once per
-//! key (at key-file load), key bytes never appear in `Debug` or `Display` output, and RSA or
-//! unknown cipher codes are refused with their own errors.
+//! key (at key-file load), key bytes never appear in `Debug` or `Display` output, and RSA, SM2
+//! or unknown cipher codes are refused with their own errors. SM4 (0x05, 2025) follows the same
+//! profile rule as DES and AES, in both editions.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use crate::des::{DesCipher, DesKey};
 use crate::error::{Error, Result};
 use crate::frame::{Encryption, Vin};
+use crate::sign::PublicKey;
 
 /// The ciphers a terminal can be registered for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,14 +27,16 @@ pub enum Cipher {
     DesCbc,
     TripleDesCbc,
     Aes128Cbc,
+    Sm4Cbc,
 }
 
 impl Cipher {
-    pub const ALL: [Cipher; 4] = [
+    pub const ALL: [Cipher; 5] = [
         Cipher::None,
         Cipher::DesCbc,
         Cipher::TripleDesCbc,
         Cipher::Aes128Cbc,
+        Cipher::Sm4Cbc,
     ];
 
     /// Name used in key files, Kafka headers and JSON.
@@ -41,6 +46,7 @@ impl Cipher {
             Cipher::DesCbc => "des-cbc",
             Cipher::TripleDesCbc => "3des-cbc",
             Cipher::Aes128Cbc => "aes-128-cbc",
+            Cipher::Sm4Cbc => "sm4-cbc",
         }
     }
 
@@ -48,14 +54,22 @@ impl Cipher {
         Cipher::ALL.into_iter().find(|c| c.name() == name)
     }
 
-    /// The cipher an encryption byte selects; RSA and unknown codes are errors.
+    /// The cipher an encryption byte selects; RSA, SM2 and unknown codes are errors.
     pub fn from_encryption(encryption: Encryption) -> Result<Cipher> {
         match encryption {
             Encryption::None => Ok(Cipher::None),
             Encryption::DesCbc => Ok(Cipher::DesCbc),
             Encryption::TripleDesCbc => Ok(Cipher::TripleDesCbc),
             Encryption::Aes128Cbc => Ok(Cipher::Aes128Cbc),
-            Encryption::Rsa => Err(Error::UnsupportedCipher),
+            Encryption::Sm4Cbc => Ok(Cipher::Sm4Cbc),
+            Encryption::Rsa => Err(Error::UnsupportedCipher {
+                name: "rsa",
+                code: Encryption::RSA,
+            }),
+            Encryption::Sm2 => Err(Error::UnsupportedCipher {
+                name: "sm2",
+                code: Encryption::SM2,
+            }),
             other => Err(Error::UnknownCipher { code: other.code() }),
         }
     }
@@ -66,6 +80,7 @@ impl Cipher {
             Cipher::DesCbc => Encryption::DesCbc,
             Cipher::TripleDesCbc => Encryption::TripleDesCbc,
             Cipher::Aes128Cbc => Encryption::Aes128Cbc,
+            Cipher::Sm4Cbc => Encryption::Sm4Cbc,
         }
     }
 
@@ -75,7 +90,7 @@ impl Cipher {
             Cipher::None => 0,
             Cipher::DesCbc => 8,
             Cipher::TripleDesCbc => 24,
-            Cipher::Aes128Cbc => 16,
+            Cipher::Aes128Cbc | Cipher::Sm4Cbc => 16,
         }
     }
 
@@ -84,7 +99,7 @@ impl Cipher {
         match self {
             Cipher::None => 0,
             Cipher::DesCbc | Cipher::TripleDesCbc => 8,
-            Cipher::Aes128Cbc => 16,
+            Cipher::Aes128Cbc | Cipher::Sm4Cbc => 16,
         }
     }
 
@@ -101,6 +116,30 @@ enum Schedule {
     None,
     Des(Box<DesCipher>),
     Aes(Box<aes::Aes128>),
+    Sm4(Box<crate::sm4::Sm4>),
+}
+
+/// CBC decryption in place over 16-byte blocks, `chain` starting as the IV.
+fn cbc16_decrypt<C: BlockDecrypt>(cipher: &C, iv: &[u8], body: &mut [u8]) {
+    let mut chain = [0u8; 16];
+    chain.copy_from_slice(iv);
+    for chunk in body.chunks_exact_mut(16) {
+        let mut next = [0u8; 16];
+        next.copy_from_slice(chunk);
+        cipher.decrypt_block(GenericArray::from_mut_slice(chunk));
+        chunk.iter_mut().zip(chain).for_each(|(b, c)| *b ^= c);
+        chain = next;
+    }
+}
+
+/// CBC encryption in place over 16-byte blocks.
+fn cbc16_encrypt<C: BlockEncrypt>(cipher: &C, iv: &[u8; 16], body: &mut [u8]) {
+    let mut chain = *iv;
+    for chunk in body.chunks_exact_mut(16) {
+        chunk.iter_mut().zip(chain).for_each(|(b, c)| *b ^= c);
+        cipher.encrypt_block(GenericArray::from_mut_slice(chunk));
+        chain.copy_from_slice(chunk);
+    }
 }
 
 /// A terminal's cipher with its key schedule built. Its `Debug` never shows key material.
@@ -144,6 +183,11 @@ impl TerminalKey {
             Cipher::Aes128Cbc => {
                 Schedule::Aes(Box::new(aes::Aes128::new(GenericArray::from_slice(key))))
             }
+            Cipher::Sm4Cbc => {
+                let mut k = [0u8; 16];
+                k.copy_from_slice(key);
+                Schedule::Sm4(Box::new(crate::sm4::Sm4::new(&k)))
+            }
         };
         Ok(TerminalKey { cipher, schedule })
     }
@@ -177,16 +221,11 @@ impl TerminalKey {
                 iv8.copy_from_slice(iv);
                 des.cbc_decrypt(iv8, out);
             }
-            Schedule::Aes(aes) => {
+            Schedule::Aes(aes) => cbc16_decrypt(&**aes, iv, out),
+            Schedule::Sm4(sm4) => {
                 let mut chain = [0u8; 16];
                 chain.copy_from_slice(iv);
-                for chunk in out.chunks_exact_mut(16) {
-                    let mut next = [0u8; 16];
-                    next.copy_from_slice(chunk);
-                    aes.decrypt_block(GenericArray::from_mut_slice(chunk));
-                    chunk.iter_mut().zip(chain).for_each(|(b, c)| *b ^= c);
-                    chain = next;
-                }
+                sm4.cbc_decrypt(&chain, out)
             }
         }
         let pad = usize::from(out.last().copied().unwrap_or(0));
@@ -224,14 +263,64 @@ impl TerminalKey {
                 iv8.copy_from_slice(&iv[..8]);
                 des.cbc_encrypt(iv8, body);
             }
-            Schedule::Aes(aes) => {
-                let mut chain = *iv;
-                for chunk in body.chunks_exact_mut(16) {
-                    chunk.iter_mut().zip(chain).for_each(|(b, c)| *b ^= c);
-                    aes.encrypt_block(GenericArray::from_mut_slice(chunk));
-                    chain.copy_from_slice(chunk);
-                }
-            }
+            Schedule::Aes(aes) => cbc16_encrypt(&**aes, iv, body),
+            Schedule::Sm4(sm4) => sm4.cbc_encrypt(iv, body),
+        }
+    }
+}
+
+/// How a terminal's vendor data is read. The WPT snapshot (type 0x80 of PROTOCOL.md §6) is
+/// this project's profile, placed in the range GB/T 32960 leaves to vendors; other OEMs use
+/// 0x80 for their own data. So 0x80 is decoded as the snapshot only for terminals registered
+/// with `profile = "wpt"`, and only when its length covers the 107 bytes of the snapshot;
+/// everywhere else it is vendor data, kept raw.
+///
+/// Decision: the default is `standard`. Misreading an OEM's 0x80 as a charging snapshot would
+/// put invented values in the lake and raise false alerts; a WPT terminal registered without
+/// the profile only loses its snapshot columns, visibly (they stay null), until its entry says
+/// `profile = "wpt"` (or the file's `default_profile` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Profile {
+    /// GB/T 32960 only: every vendor type, 0x80 included, is kept raw.
+    #[default]
+    Standard,
+    /// GB/T 32960 plus the wireless-charging snapshot in 0x80.
+    Wpt,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 2] = [Profile::Standard, Profile::Wpt];
+
+    /// Name in key files, Kafka headers and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Standard => "standard",
+            Profile::Wpt => "wpt",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// Everything the key file says about one terminal.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The data-unit cipher and its key.
+    pub key: Arc<TerminalKey>,
+    pub profile: Profile,
+    /// The key its 2025 signatures verify with, when registered.
+    pub public_key: Option<Arc<PublicKey>>,
+}
+
+impl Registration {
+    /// A registration with the standard profile and no public key.
+    pub fn new(key: TerminalKey) -> Self {
+        Registration {
+            key: Arc::new(key),
+            profile: Profile::Standard,
+            public_key: None,
         }
     }
 }
@@ -242,16 +331,26 @@ impl TerminalKey {
 struct KeyEntry {
     /// The terminal's VIN (identity field).
     vin: String,
-    /// `none`, `des-cbc`, `3des-cbc` or `aes-128-cbc`.
+    /// `none`, `des-cbc`, `3des-cbc`, `aes-128-cbc` or `sm4-cbc`.
     cipher: String,
     /// The key in hex; empty or absent for `none`.
     #[serde(default)]
     key: String,
+    /// `standard` or `wpt` (see [`Profile`]); the file's `default_profile` when absent.
+    #[serde(default)]
+    profile: Option<String>,
+    /// The public key 2025 signatures verify with: PEM, or hex (64/65 bytes: an SM2 point;
+    /// otherwise RSA DER).
+    #[serde(default)]
+    public_key: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyFile {
+    /// The profile of entries that name none: `standard` (the default) or `wpt`.
+    #[serde(default)]
+    default_profile: Option<String>,
     #[serde(default)]
     terminal: Vec<KeyEntry>,
 }
@@ -259,14 +358,18 @@ struct KeyFile {
 /// The registered terminals and their keys, loaded from a TOML key file:
 ///
 /// ```toml
+/// default_profile = "standard"   # or "wpt"; for entries without a profile
+///
 /// [[terminal]]
 /// vin = "LWPTTEST000000001"
-/// cipher = "des-cbc"   # none | des-cbc | 3des-cbc | aes-128-cbc
+/// cipher = "des-cbc"   # none | des-cbc | 3des-cbc | aes-128-cbc | sm4-cbc
 /// key = "133457799BBCDFF1"   # hex
+/// profile = "wpt"      # standard | wpt
+/// public_key = "…"     # optional: SM2 point or RSA key (PEM or hex), for 2025 signatures
 /// ```
 #[derive(Default)]
 pub struct KeyStore {
-    keys: HashMap<Vin, Arc<TerminalKey>>,
+    keys: HashMap<Vin, Registration>,
 }
 
 impl fmt::Debug for KeyStore {
@@ -282,6 +385,12 @@ impl KeyStore {
         let file: KeyFile = toml::from_str(text).map_err(|e| Error::KeyFile {
             detail: e.message().to_owned(),
         })?;
+        let default_profile = match &file.default_profile {
+            None => Profile::Standard,
+            Some(name) => Profile::from_name(name).ok_or_else(|| Error::KeyFile {
+                detail: format!("default_profile {name:?} is not standard or wpt"),
+            })?,
+        };
         let mut keys = HashMap::with_capacity(file.terminal.len());
         for (i, entry) in file.terminal.iter().enumerate() {
             let at = |detail: String| Error::KeyFile {
@@ -292,7 +401,23 @@ impl KeyStore {
                 .ok_or_else(|| at(format!("unknown cipher {:?}", entry.cipher)))?;
             let key = hex::decode(entry.key.trim()).map_err(|_| at("key is not hex".into()))?;
             let key = TerminalKey::new(cipher, &key).map_err(|e| at(e.to_string()))?;
-            if keys.insert(vin, Arc::new(key)).is_some() {
+            let profile = match &entry.profile {
+                None => default_profile,
+                Some(name) => Profile::from_name(name)
+                    .ok_or_else(|| at(format!("profile {name:?} is not standard or wpt")))?,
+            };
+            let public_key = match &entry.public_key {
+                None => None,
+                Some(text) => Some(Arc::new(
+                    PublicKey::parse(text).map_err(|e| at(format!("public_key: {e}")))?,
+                )),
+            };
+            let registration = Registration {
+                key: Arc::new(key),
+                profile,
+                public_key,
+            };
+            if keys.insert(vin, registration).is_some() {
                 return Err(at("vin listed twice".into()));
             }
         }
@@ -307,9 +432,14 @@ impl KeyStore {
         Self::from_toml(&text)
     }
 
-    /// Registers (or replaces) one terminal.
+    /// Registers (or replaces) one terminal with the standard profile and no public key.
     pub fn insert(&mut self, vin: Vin, key: TerminalKey) {
-        self.keys.insert(vin, Arc::new(key));
+        self.keys.insert(vin, Registration::new(key));
+    }
+
+    /// Registers (or replaces) one terminal.
+    pub fn register(&mut self, vin: Vin, registration: Registration) {
+        self.keys.insert(vin, registration);
     }
 
     pub fn len(&self) -> usize {
@@ -320,16 +450,39 @@ impl KeyStore {
         self.keys.is_empty()
     }
 
-    /// Every registered terminal.
+    /// Every registered terminal and its cipher key.
     pub fn iter(&self) -> impl Iterator<Item = (&Vin, &Arc<TerminalKey>)> {
+        self.keys.iter().map(|(vin, r)| (vin, &r.key))
+    }
+
+    /// Every registered terminal.
+    pub fn registrations(&self) -> impl Iterator<Item = (&Vin, &Registration)> {
         self.keys.iter()
+    }
+
+    /// How many terminals are registered with `profile`.
+    pub fn count_profile(&self, profile: Profile) -> usize {
+        self.keys.values().filter(|r| r.profile == profile).count()
+    }
+
+    /// The registration of `vin`, if any.
+    pub fn registration(&self, vin: &Vin) -> Option<&Registration> {
+        self.keys.get(vin)
+    }
+
+    /// The profile of `vin`: its registration's, or `standard` for a VIN the file lacks.
+    pub fn profile(&self, vin: &Vin) -> Profile {
+        self.keys.get(vin).map_or(Profile::Standard, |r| r.profile)
     }
 
     /// The key registered for `vin`.
     pub fn get(&self, vin: &Vin) -> Result<&Arc<TerminalKey>> {
-        self.keys.get(vin).ok_or_else(|| Error::UnknownVin {
-            vin: vin.to_string(),
-        })
+        self.keys
+            .get(vin)
+            .map(|r| &r.key)
+            .ok_or_else(|| Error::UnknownVin {
+                vin: vin.to_string(),
+            })
     }
 
     /// The key to open a frame of `vin` that says it uses `encryption`: the VIN must be
@@ -377,8 +530,13 @@ mod tests {
         ));
         assert!(matches!(
             store.key_for(&vin, Encryption::Rsa),
-            Err(Error::UnsupportedCipher)
+            Err(Error::UnsupportedCipher { name: "rsa", .. })
         ));
+        assert!(matches!(
+            store.key_for(&vin, Encryption::Sm2),
+            Err(Error::UnsupportedCipher { name: "sm2", .. })
+        ));
+        assert_eq!(store.profile(&vin), Profile::Standard);
         let other = Vin::new("NOPE").unwrap();
         assert!(matches!(store.get(&other), Err(Error::UnknownVin { .. })));
     }
@@ -391,6 +549,40 @@ mod tests {
         assert!(!err.contains("1334577"), "{err}");
         let err = KeyStore::from_toml(&FILE.replace("des-cbc", "rot13")).unwrap_err();
         assert!(err.to_string().contains("unknown cipher"), "{err}");
+    }
+
+    #[test]
+    fn profiles_and_public_keys() {
+        let signer = crate::sign::Sm2Signer::from_seed(b"LWPTTEST000000001");
+        let text = format!(
+            "default_profile = \"wpt\"\n{FILE}\n[[terminal]]\nvin = \"LWPT2025000000001\"\ncipher = \"sm4-cbc\"\nkey = \"{}\"\nprofile = \"standard\"\npublic_key = \"{}\"\n",
+            "AB".repeat(16),
+            hex::encode(signer.public_point())
+        );
+        let store = KeyStore::from_toml(&text).unwrap();
+        let wpt = Vin::new("LWPTTEST000000001").unwrap();
+        let signed = Vin::new("LWPT2025000000001").unwrap();
+        assert_eq!(store.profile(&wpt), Profile::Wpt);
+        assert_eq!(store.profile(&signed), Profile::Standard);
+        assert_eq!(store.count_profile(Profile::Wpt), 2);
+        let registration = store.registration(&signed).unwrap();
+        assert_eq!(registration.key.cipher(), Cipher::Sm4Cbc);
+        let block = signer.sign(b"x");
+        registration
+            .public_key
+            .as_ref()
+            .unwrap()
+            .verify(&block, b"x")
+            .unwrap();
+        let bad = text.replace("profile = \"standard\"", "profile = \"fancy\"");
+        let err = KeyStore::from_toml(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("terminal #3 (LWPT2025000000001): profile \"fancy\""),
+            "{err}"
+        );
+        let bad = text.replace(&hex::encode(signer.public_point()), "00");
+        let err = KeyStore::from_toml(&bad).unwrap_err().to_string();
+        assert!(err.contains("public_key"), "{err}");
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum FieldKind {
     },
     /// NUL-padded ASCII of `width` bytes.
     Text { width: usize },
+    /// A bit field of `width` bytes (gear, position status in 2025): kept raw, no sentinels.
+    Bits { width: usize },
 }
 
 impl FieldKind {
@@ -69,11 +71,16 @@ impl FieldKind {
         FieldKind::Text { width }
     }
 
+    pub const fn bits(width: usize) -> Self {
+        FieldKind::Bits { width }
+    }
+
     pub const fn width(&self) -> usize {
         match *self {
             FieldKind::Int { width, .. }
             | FieldKind::Float { width, .. }
-            | FieldKind::Text { width } => width,
+            | FieldKind::Text { width }
+            | FieldKind::Bits { width } => width,
         }
     }
 }
@@ -141,7 +148,10 @@ impl WireField for Value<i64> {
     fn read(kind: &FieldKind, bytes: &[u8]) -> Self {
         let (width, offset) = match *kind {
             FieldKind::Int { width, offset } => (width, offset),
-            _ => unreachable!("block! pairs Value<i64> with int fields only"),
+            FieldKind::Bits { width } => {
+                return Value::Valid(i64::from(crate::frame::read_be(bytes, width)));
+            }
+            _ => unreachable!("block! pairs Value<i64> with int and bits fields only"),
         };
         match classify(crate::frame::read_be(bytes, width), width) {
             Raw::Valid(raw) => Value::Valid(i64::from(raw) + offset),
@@ -151,8 +161,18 @@ impl WireField for Value<i64> {
     }
 
     fn write(&self, kind: &FieldKind, out: &mut Vec<u8>) {
-        if let FieldKind::Int { width, offset } = *kind {
-            put_be(to_raw(self, width, |v| (v - offset) as f64), width, out);
+        match *kind {
+            FieldKind::Int { width, offset } => {
+                put_be(to_raw(self, width, |v| (v - offset) as f64), width, out)
+            }
+            FieldKind::Bits { width } => {
+                let raw = self
+                    .valid()
+                    .unwrap_or(0)
+                    .clamp(0, i64::from(raw_max(width)));
+                put_be(raw as u32, width, out)
+            }
+            _ => {}
         }
     }
 }
@@ -186,11 +206,32 @@ impl WireField for Value<f64> {
     }
 }
 
+/// How a scaled field's raw value becomes its value: `(raw + shift) / divisor`. For a decimal
+/// scale (0.1, 0.001, …) the divisor is the power of ten and the shift the offset in raw units,
+/// so the value is the correctly rounded double of the decimal number the wire means (634 at
+/// 0.1 V is 63.4, not 63.400000000000006) and prints as such.
+#[inline]
+pub fn scale_parts(scale: f64, offset: f64) -> (f64, f64) {
+    if scale < 1.0 {
+        let divisor = (1.0 / scale).round();
+        (divisor, (offset * divisor).round())
+    } else {
+        (1.0 / scale, offset / scale)
+    }
+}
+
 /// The one formula for scaled values, shared by the record and the columnar decoder so both
 /// give bit-identical numbers.
 #[inline]
 pub fn scaled(raw: u32, scale: f64, offset: f64) -> f64 {
-    f64::from(raw) * scale + offset
+    let (divisor, shift) = scale_parts(scale, offset);
+    scaled_with(raw, divisor, shift)
+}
+
+/// [`scaled`] with its parts computed once.
+#[inline(always)]
+pub fn scaled_with(raw: u32, divisor: f64, shift: f64) -> f64 {
+    (f64::from(raw) + shift) / divisor
 }
 
 impl WireField for String {
@@ -214,9 +255,41 @@ pub fn text_field(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// A field's value, borrowed, whatever its kind: what [`FieldRead::scalar`] gives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
+    Int(Value<i64>),
+    Float(Value<f64>),
+    Text(&'a str),
+}
+
+/// A field type viewed as a [`Scalar`] (for list columns, which fill struct fields by name).
+pub trait FieldRead {
+    fn scalar(&self) -> Scalar<'_>;
+}
+
+impl FieldRead for Value<i64> {
+    fn scalar(&self) -> Scalar<'_> {
+        Scalar::Int(*self)
+    }
+}
+
+impl FieldRead for Value<f64> {
+    fn scalar(&self) -> Scalar<'_> {
+        Scalar::Float(*self)
+    }
+}
+
+impl FieldRead for String {
+    fn scalar(&self) -> Scalar<'_> {
+        Scalar::Text(self)
+    }
+}
+
 /// The Rust type of a field kind, for `block!`.
 macro_rules! field_ty {
     (int) => { $crate::fields::Value<i64> };
+    (bits) => { $crate::fields::Value<i64> };
     (float) => { $crate::fields::Value<f64> };
     (text) => { String };
 }
@@ -263,6 +336,14 @@ macro_rules! block {
                 $name { $($field),* }
             }
 
+            /// The value of the field named `name`, if the block has one.
+            pub fn get(&self, name: &str) -> Option<$crate::fields::Scalar<'_>> {
+                match name {
+                    $( stringify!($field) => Some($crate::fields::FieldRead::scalar(&self.$field)), )*
+                    _ => None,
+                }
+            }
+
             /// Appends the block's `LEN` wire bytes.
             #[allow(unused_assignments)]
             pub fn encode(&self, out: &mut Vec<u8>) {
@@ -296,6 +377,23 @@ mod tests {
             serde_json::to_string(&Value::<f64>::Abnormal).unwrap(),
             "\"abnormal\""
         );
+    }
+
+    #[test]
+    fn scaled_values_are_the_decimals_the_wire_means() {
+        assert_eq!(scaled(634, 0.1, 0.0).to_string(), "63.4");
+        assert_eq!(scaled(25543, 0.1, -3000.0).to_string(), "-445.7");
+        assert_eq!(scaled(3957, 0.001, 0.0).to_string(), "3.957");
+        assert_eq!(scaled(125, 0.0001, 0.0).to_string(), "0.0125");
+        assert_eq!(scaled(121473701, 0.000001, 0.0).to_string(), "121.473701");
+        assert_eq!(scaled(80, 1.0, -40.0), 40.0);
+        // And they encode back to their raw value.
+        for raw in [0u32, 1, 634, 25543, 59999] {
+            let mut out = Vec::new();
+            let kind = FieldKind::float(2, 0.1, -3000.0);
+            Value::<f64>::read(&kind, &(raw as u16).to_be_bytes()).write(&kind, &mut out);
+            assert_eq!(out, (raw as u16).to_be_bytes());
+        }
     }
 
     #[test]

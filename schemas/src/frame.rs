@@ -1,19 +1,22 @@
-//! GB/T 32960.3 framing (PROTOCOL.md §2): finding, checking and cutting frames out of a byte
-//! stream, and writing them.
+//! GB/T 32960.3 framing (PROTOCOL.md §2, GBT32960-2025.md §1): finding, checking and cutting
+//! frames of both editions out of one byte stream, and writing them.
 //!
 //! Takes: a `BytesMut` that a reader appends to. Gives: one [`Frame`] at a time, `Ok(None)` when
 //! more bytes are needed, or a [`Rejected`] that carries the bytes it consumed and why. Guarantees:
 //! the length cap is checked before any memory is reserved for a frame; every byte consumed is
 //! either inside a returned frame or inside a `Rejected` (nothing vanishes); after a rejection
-//! the buffer starts at the next candidate start symbol, so good frames behind bad bytes are found.
+//! the buffer starts at the next candidate start symbol (`##` or `$$`), so good frames behind bad
+//! bytes are found. The edition is read from each frame's start symbol and travels with it.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::fmt;
 
 use crate::error::Error;
 
-/// The start symbol, "##".
+/// The start symbol of the 2016 edition, "##".
 pub const START: [u8; 2] = [0x23, 0x23];
+/// The start symbol of the 2025 edition, "$$".
+pub const START_2025: [u8; 2] = [0x24, 0x24];
 /// Bytes before the data unit: start(2) command(1) flag(1) VIN(17) encryption(1) length(2).
 pub const HEADER_LEN: usize = 24;
 /// Offset of the command byte.
@@ -32,18 +35,85 @@ pub const VIN_LEN: usize = 17;
 pub const MAX_DATA_UNIT_LEN: usize = 65531;
 /// Header, data unit and check code of the largest legal frame.
 pub const MAX_FRAME_LEN_LIMIT: usize = HEADER_LEN + MAX_DATA_UNIT_LEN + 1;
-/// Default cap on a frame's total length (PROTOCOL.md §2).
+/// Default cap on a frame's total length (PROTOCOL.md §2). A 2025 report with every cell of a
+/// large pack and an RSA-2048 signature stays well below it.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 4096;
 
-/// Command codes (PROTOCOL.md §3).
+/// The edition of GB/T 32960.3 a frame follows, told by its start symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Edition {
+    /// GB/T 32960.3-2016, start symbol "##" (PROTOCOL.md).
+    V2016,
+    /// GB/T 32960.3-2025, start symbol "$$", in force since 2025-11-01 (GBT32960-2025.md).
+    V2025,
+}
+
+impl Edition {
+    pub const ALL: [Edition; 2] = [Edition::V2016, Edition::V2025];
+
+    /// The two start bytes.
+    pub fn start(self) -> [u8; 2] {
+        match self {
+            Edition::V2016 => START,
+            Edition::V2025 => START_2025,
+        }
+    }
+
+    /// The edition a start byte begins (each start symbol is that byte twice).
+    pub fn from_start_byte(byte: u8) -> Option<Edition> {
+        match byte {
+            0x23 => Some(Edition::V2016),
+            0x24 => Some(Edition::V2025),
+            _ => None,
+        }
+    }
+
+    /// The year of the edition: what the `edition` field, header and column carry.
+    pub fn year(self) -> u16 {
+        match self {
+            Edition::V2016 => 2016,
+            Edition::V2025 => 2025,
+        }
+    }
+
+    pub fn from_year(year: u16) -> Option<Edition> {
+        Edition::ALL.into_iter().find(|e| e.year() == year)
+    }
+
+    /// The year as text, for Kafka headers and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Edition::V2016 => "2016",
+            Edition::V2025 => "2025",
+        }
+    }
+}
+
+impl fmt::Display for Edition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Command codes (PROTOCOL.md §3, GBT32960-2025.md table 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Command {
     Login,
     Realtime,
     Reissue,
     Logout,
+    /// Platform login (0x05): a lower platform logs in on a platform link.
+    PlatformLogin,
+    /// Platform logout (0x06).
+    PlatformLogout,
     Heartbeat,
     TimeCalibration,
+    /// Activation (0x09, 2025): the terminal registers its security chip and public key.
+    Activation,
+    /// Activation reply (0x0A, 2025, downlink): the platform's answer to an activation.
+    ActivationReply,
+    /// Data-unit key exchange (0x0B, 2025).
+    KeyExchange,
     Unknown(u8),
 }
 
@@ -52,18 +122,29 @@ impl Command {
     pub const REALTIME: u8 = 0x02;
     pub const REISSUE: u8 = 0x03;
     pub const LOGOUT: u8 = 0x04;
+    pub const PLATFORM_LOGIN: u8 = 0x05;
+    pub const PLATFORM_LOGOUT: u8 = 0x06;
     pub const HEARTBEAT: u8 = 0x07;
     pub const TIME_CALIBRATION: u8 = 0x08;
+    pub const ACTIVATION: u8 = 0x09;
+    pub const ACTIVATION_REPLY: u8 = 0x0A;
+    pub const KEY_EXCHANGE: u8 = 0x0B;
 
-    pub fn from_code(code: u8) -> Self {
-        match code {
-            Self::LOGIN => Command::Login,
-            Self::REALTIME => Command::Realtime,
-            Self::REISSUE => Command::Reissue,
-            Self::LOGOUT => Command::Logout,
-            Self::HEARTBEAT => Command::Heartbeat,
-            Self::TIME_CALIBRATION => Command::TimeCalibration,
-            other => Command::Unknown(other),
+    /// The command a code names in `edition`: 0x09..=0x0B exist only in 2025.
+    pub fn from_code(code: u8, edition: Edition) -> Self {
+        match (code, edition) {
+            (Self::LOGIN, _) => Command::Login,
+            (Self::REALTIME, _) => Command::Realtime,
+            (Self::REISSUE, _) => Command::Reissue,
+            (Self::LOGOUT, _) => Command::Logout,
+            (Self::PLATFORM_LOGIN, _) => Command::PlatformLogin,
+            (Self::PLATFORM_LOGOUT, _) => Command::PlatformLogout,
+            (Self::HEARTBEAT, _) => Command::Heartbeat,
+            (Self::TIME_CALIBRATION, _) => Command::TimeCalibration,
+            (Self::ACTIVATION, Edition::V2025) => Command::Activation,
+            (Self::ACTIVATION_REPLY, Edition::V2025) => Command::ActivationReply,
+            (Self::KEY_EXCHANGE, Edition::V2025) => Command::KeyExchange,
+            (other, _) => Command::Unknown(other),
         }
     }
 
@@ -73,8 +154,13 @@ impl Command {
             Command::Realtime => Self::REALTIME,
             Command::Reissue => Self::REISSUE,
             Command::Logout => Self::LOGOUT,
+            Command::PlatformLogin => Self::PLATFORM_LOGIN,
+            Command::PlatformLogout => Self::PLATFORM_LOGOUT,
             Command::Heartbeat => Self::HEARTBEAT,
             Command::TimeCalibration => Self::TIME_CALIBRATION,
+            Command::Activation => Self::ACTIVATION,
+            Command::ActivationReply => Self::ACTIVATION_REPLY,
+            Command::KeyExchange => Self::KEY_EXCHANGE,
             Command::Unknown(code) => code,
         }
     }
@@ -86,19 +172,33 @@ impl Command {
             Command::Realtime => "realtime",
             Command::Reissue => "reissue",
             Command::Logout => "logout",
+            Command::PlatformLogin => "platform_login",
+            Command::PlatformLogout => "platform_logout",
             Command::Heartbeat => "heartbeat",
             Command::TimeCalibration => "time_calibration",
+            Command::Activation => "activation",
+            Command::ActivationReply => "activation_reply",
+            Command::KeyExchange => "key_exchange",
             Command::Unknown(_) => "unknown",
         }
     }
 }
 
-/// Response flag (PROTOCOL.md §2).
+/// Response flag (PROTOCOL.md §2, GBT32960-2025.md table 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flag {
     Success,
+    /// 2016: error; 2025: other error.
     Error,
     DuplicateVin,
+    /// 2025: the VIN does not exist.
+    VinUnknown,
+    /// 2025: signature check failed.
+    SignatureFailed,
+    /// 2025: data structure error.
+    StructureError,
+    /// 2025: decryption failed.
+    DecryptionFailed,
     /// The frame is a request that expects a reply.
     Command,
     Unknown(u8),
@@ -108,15 +208,24 @@ impl Flag {
     pub const SUCCESS: u8 = 0x01;
     pub const ERROR: u8 = 0x02;
     pub const DUPLICATE_VIN: u8 = 0x03;
+    pub const VIN_UNKNOWN: u8 = 0x04;
+    pub const SIGNATURE_FAILED: u8 = 0x05;
+    pub const STRUCTURE_ERROR: u8 = 0x06;
+    pub const DECRYPTION_FAILED: u8 = 0x07;
     pub const COMMAND: u8 = 0xFE;
 
-    pub fn from_code(code: u8) -> Self {
-        match code {
-            Self::SUCCESS => Flag::Success,
-            Self::ERROR => Flag::Error,
-            Self::DUPLICATE_VIN => Flag::DuplicateVin,
-            Self::COMMAND => Flag::Command,
-            other => Flag::Unknown(other),
+    /// The flag a code names in `edition`: 0x04..=0x07 exist only in 2025.
+    pub fn from_code(code: u8, edition: Edition) -> Self {
+        match (code, edition) {
+            (Self::SUCCESS, _) => Flag::Success,
+            (Self::ERROR, _) => Flag::Error,
+            (Self::DUPLICATE_VIN, _) => Flag::DuplicateVin,
+            (Self::VIN_UNKNOWN, Edition::V2025) => Flag::VinUnknown,
+            (Self::SIGNATURE_FAILED, Edition::V2025) => Flag::SignatureFailed,
+            (Self::STRUCTURE_ERROR, Edition::V2025) => Flag::StructureError,
+            (Self::DECRYPTION_FAILED, Edition::V2025) => Flag::DecryptionFailed,
+            (Self::COMMAND, _) => Flag::Command,
+            (other, _) => Flag::Unknown(other),
         }
     }
 
@@ -125,18 +234,56 @@ impl Flag {
             Flag::Success => Self::SUCCESS,
             Flag::Error => Self::ERROR,
             Flag::DuplicateVin => Self::DUPLICATE_VIN,
+            Flag::VinUnknown => Self::VIN_UNKNOWN,
+            Flag::SignatureFailed => Self::SIGNATURE_FAILED,
+            Flag::StructureError => Self::STRUCTURE_ERROR,
+            Flag::DecryptionFailed => Self::DECRYPTION_FAILED,
             Flag::Command => Self::COMMAND,
             Flag::Unknown(code) => code,
         }
     }
+
+    /// The flag to send in `edition`: the 2016 edition knows only success, error and duplicate
+    /// VIN, so the detailed 2025 error flags become 0x02 there.
+    pub fn for_edition(self, edition: Edition) -> Flag {
+        match (self, edition) {
+            (
+                Flag::VinUnknown
+                | Flag::SignatureFailed
+                | Flag::StructureError
+                | Flag::DecryptionFailed,
+                Edition::V2016,
+            ) => Flag::Error,
+            (flag, _) => flag,
+        }
+    }
+
+    /// Lower-case name, for metric labels and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::Success => "success",
+            Flag::Error => "error",
+            Flag::DuplicateVin => "duplicate_vin",
+            Flag::VinUnknown => "vin_unknown",
+            Flag::SignatureFailed => "signature_failed",
+            Flag::StructureError => "structure_error",
+            Flag::DecryptionFailed => "decryption_failed",
+            Flag::Command => "command",
+            Flag::Unknown(_) => "unknown",
+        }
+    }
 }
 
-/// Encryption byte (PROTOCOL.md §2 and §4).
+/// Encryption byte (PROTOCOL.md §2 and §4, GBT32960-2025.md table 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encryption {
     None,
     Rsa,
     Aes128Cbc,
+    /// SM2 public-key encryption of the data unit (2025): refused, like RSA.
+    Sm2,
+    /// SM4-CBC (2025 code; accepted in both editions under the profile's IV ‖ CBC ‖ PKCS#7 rule).
+    Sm4Cbc,
     DesCbc,
     TripleDesCbc,
     Abnormal,
@@ -148,6 +295,8 @@ impl Encryption {
     pub const NONE: u8 = 0x01;
     pub const RSA: u8 = 0x02;
     pub const AES128_CBC: u8 = 0x03;
+    pub const SM2: u8 = 0x04;
+    pub const SM4_CBC: u8 = 0x05;
     pub const DES_CBC: u8 = 0xE1;
     pub const TRIPLE_DES_CBC: u8 = 0xE2;
     pub const ABNORMAL: u8 = 0xFE;
@@ -158,6 +307,8 @@ impl Encryption {
             Self::NONE => Encryption::None,
             Self::RSA => Encryption::Rsa,
             Self::AES128_CBC => Encryption::Aes128Cbc,
+            Self::SM2 => Encryption::Sm2,
+            Self::SM4_CBC => Encryption::Sm4Cbc,
             Self::DES_CBC => Encryption::DesCbc,
             Self::TRIPLE_DES_CBC => Encryption::TripleDesCbc,
             Self::ABNORMAL => Encryption::Abnormal,
@@ -171,6 +322,8 @@ impl Encryption {
             Encryption::None => Self::NONE,
             Encryption::Rsa => Self::RSA,
             Encryption::Aes128Cbc => Self::AES128_CBC,
+            Encryption::Sm2 => Self::SM2,
+            Encryption::Sm4Cbc => Self::SM4_CBC,
             Encryption::DesCbc => Self::DES_CBC,
             Encryption::TripleDesCbc => Self::TRIPLE_DES_CBC,
             Encryption::Abnormal => Self::ABNORMAL,
@@ -235,6 +388,8 @@ impl fmt::Debug for Vin {
 /// The fixed 24-byte header of a frame, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// Which edition the frame follows (its start symbol).
+    pub edition: Edition,
     pub command: Command,
     pub flag: Flag,
     pub vin: Vin,
@@ -244,20 +399,23 @@ pub struct Header {
 impl Header {
     fn read(bytes: &[u8]) -> Header {
         debug_assert!(bytes.len() >= HEADER_LEN);
+        let edition = Edition::from_start_byte(bytes[0]).unwrap_or(Edition::V2016);
         let mut vin = [0u8; VIN_LEN];
         vin.copy_from_slice(&bytes[OFFSET_VIN..OFFSET_VIN + VIN_LEN]);
         Header {
-            command: Command::from_code(bytes[OFFSET_COMMAND]),
-            flag: Flag::from_code(bytes[OFFSET_FLAG]),
+            edition,
+            command: Command::from_code(bytes[OFFSET_COMMAND], edition),
+            flag: Flag::from_code(bytes[OFFSET_FLAG], edition),
             vin: Vin(vin),
             encryption: Encryption::from_code(bytes[OFFSET_ENCRYPTION]),
         }
     }
 
-    /// The same header with another flag and encryption: the shape of a reply.
+    /// The same header with another flag and encryption: the shape of a reply, in the edition
+    /// of the request (a 2025 error flag becomes 0x02 in a 2016 reply).
     pub fn reply(&self, flag: Flag, encryption: Encryption) -> Header {
         Header {
-            flag,
+            flag: flag.for_edition(self.edition),
             encryption,
             ..*self
         }
@@ -287,16 +445,21 @@ pub fn bcc(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0, |acc, b| acc ^ b)
 }
 
-/// The offset of the first start symbol at or after `from`, or `buf.len()`. A lone '#' at the
-/// end counts as a possible start unless `at_end` says no more bytes will come.
+fn is_start_byte(b: u8) -> bool {
+    b == START[0] || b == START_2025[0]
+}
+
+/// The offset of the first start symbol ("##" or "$$") at or after `from`, or `buf.len()`. A
+/// lone '#' or '$' at the end counts as a possible start unless `at_end` says no more bytes
+/// will come.
 fn next_start(buf: &[u8], from: usize, at_end: bool) -> usize {
     let mut i = from;
     while i < buf.len() {
-        match buf[i..].iter().position(|&b| b == START[0]) {
+        match buf[i..].iter().position(|&b| is_start_byte(b)) {
             None => return buf.len(),
             Some(p) => i += p,
         }
-        if (i + 1 == buf.len() && !at_end) || buf.get(i + 1) == Some(&START[1]) {
+        if (i + 1 == buf.len() && !at_end) || buf.get(i + 1) == Some(&buf[i]) {
             return i;
         }
         i += 1;
@@ -305,13 +468,15 @@ fn next_start(buf: &[u8], from: usize, at_end: bool) -> usize {
 }
 
 /// Whether a frame may start at `at`: its flag and encryption bytes, where already buffered,
-/// hold values the protocol defines. Any command byte is allowed, so that a frame with an
-/// unknown command is reported as such rather than as garbage. Random bytes after a "##" pass
-/// with a probability of about 1 in 2,300, so false starts rarely hold the parser up.
+/// hold values its edition defines. Any command byte is allowed, so that a frame with an
+/// unknown command is reported as such rather than as garbage. Random bytes after a start
+/// symbol pass with a probability of about 1 in 1,800 ("##") or 1 in 900 ("$$", which has
+/// more flags), so false starts rarely hold the parser up.
 fn plausible_at(buf: &[u8], at: usize) -> bool {
     let h = &buf[at..];
-    let flag_ok =
-        h.len() <= OFFSET_FLAG || !matches!(Flag::from_code(h[OFFSET_FLAG]), Flag::Unknown(_));
+    let edition = Edition::from_start_byte(h[0]).unwrap_or(Edition::V2016);
+    let flag_ok = h.len() <= OFFSET_FLAG
+        || !matches!(Flag::from_code(h[OFFSET_FLAG], edition), Flag::Unknown(_));
     let encryption_ok = h.len() <= OFFSET_ENCRYPTION
         || !matches!(
             Encryption::from_code(h[OFFSET_ENCRYPTION]),
@@ -330,6 +495,15 @@ fn next_plausible_start(buf: &[u8], from: usize, at_end: bool) -> usize {
         }
         i += 1;
     }
+}
+
+fn announced_len(bytes: &[u8]) -> usize {
+    HEADER_LEN
+        + usize::from(u16::from_be_bytes([
+            bytes[OFFSET_LENGTH],
+            bytes[OFFSET_LENGTH + 1],
+        ]))
+        + 1
 }
 
 impl Frame {
@@ -359,11 +533,7 @@ impl Frame {
         if buf.len() < HEADER_LEN {
             return Ok(None);
         }
-        let data_len = usize::from(u16::from_be_bytes([
-            buf[OFFSET_LENGTH],
-            buf[OFFSET_LENGTH + 1],
-        ]));
-        let total = HEADER_LEN + data_len + 1;
+        let total = announced_len(buf);
         let max = max_frame_len.min(MAX_FRAME_LEN_LIMIT);
         let header = Header::read(buf);
         if total > max {
@@ -385,8 +555,8 @@ impl Frame {
         if computed != carried {
             // A truncated frame followed by a good one looks like this too: keep the bytes from
             // the next plausible start, so that frame is still found. When the candidate's last
-            // byte is a '#' and nothing follows yet, wait: it may be the next frame's start.
-            if buf.len() == total && carried == START[0] && !at_end {
+            // byte may begin the next frame's start symbol and nothing follows yet, wait.
+            if buf.len() == total && is_start_byte(carried) && !at_end {
                 return Ok(None);
             }
             let cut = next_plausible_start(buf, 1, at_end).min(total);
@@ -411,14 +581,7 @@ impl Frame {
             Ok(None) => {
                 let header = (buf.len() >= HEADER_LEN).then(|| Header::read(buf));
                 let need = match header {
-                    Some(_) => {
-                        HEADER_LEN
-                            + usize::from(u16::from_be_bytes([
-                                buf[OFFSET_LENGTH],
-                                buf[OFFSET_LENGTH + 1],
-                            ]))
-                            + 1
-                    }
+                    Some(_) => announced_len(buf),
                     None => HEADER_LEN + 1,
                 };
                 let have = buf.len();
@@ -435,17 +598,12 @@ impl Frame {
     /// Checks that `bytes` is exactly one frame (start symbol, length, check code) and returns
     /// its header; for messages that should hold one frame, such as telemetry on Kafka.
     pub fn check(bytes: &[u8]) -> Result<Header, Error> {
-        if bytes.len() < HEADER_LEN + 1 || bytes[..2] != START {
+        if bytes.len() < HEADER_LEN + 1 || (bytes[..2] != START && bytes[..2] != START_2025) {
             return Err(Error::malformed(
                 "not a frame: no start symbol or too short",
             ));
         }
-        let total = HEADER_LEN
-            + usize::from(u16::from_be_bytes([
-                bytes[OFFSET_LENGTH],
-                bytes[OFFSET_LENGTH + 1],
-            ]))
-            + 1;
+        let total = announced_len(bytes);
         if bytes.len() != total {
             return Err(Error::Truncated {
                 have: bytes.len(),
@@ -458,6 +616,30 @@ impl Frame {
             return Err(Error::CheckCode { computed, carried });
         }
         Ok(Header::read(bytes))
+    }
+
+    /// Reads `bytes` as exactly one frame whatever its check code says, for inspecting
+    /// captures whose bytes were edited after the fact (an anonymised VIN, say): the frame, and
+    /// the check-code error when it does not match. Never used on live traffic, where the check
+    /// code is what finds frames in a stream.
+    pub fn exact_ignoring_check(bytes: &[u8]) -> Result<(Frame, Option<Error>), Error> {
+        match Frame::check(bytes) {
+            Ok(header) => Ok((
+                Frame {
+                    header,
+                    raw: Bytes::copy_from_slice(bytes),
+                },
+                None,
+            )),
+            Err(error @ Error::CheckCode { .. }) => Ok((
+                Frame {
+                    header: Header::read(bytes),
+                    raw: Bytes::copy_from_slice(bytes),
+                },
+                Some(error),
+            )),
+            Err(error) => Err(error),
+        }
     }
 
     /// The data unit as transmitted.
@@ -481,7 +663,7 @@ impl Frame {
     }
 }
 
-/// Writes a frame: header, `data` as given, and the check code.
+/// Writes a frame: header (with its edition's start symbol), `data` as given, and the check code.
 pub fn write(header: &Header, data: &[u8], out: &mut impl BufMut) -> Result<(), Error> {
     if data.len() > MAX_DATA_UNIT_LEN {
         return Err(Error::TooLong {
@@ -490,7 +672,7 @@ pub fn write(header: &Header, data: &[u8], out: &mut impl BufMut) -> Result<(), 
         });
     }
     let mut head = [0u8; HEADER_LEN];
-    head[..2].copy_from_slice(&START);
+    head[..2].copy_from_slice(&header.edition.start());
     head[OFFSET_COMMAND] = header.command.code();
     head[OFFSET_FLAG] = header.flag.code();
     head[OFFSET_VIN..OFFSET_VIN + VIN_LEN].copy_from_slice(header.vin.as_bytes());
@@ -532,6 +714,7 @@ mod tests {
 
     fn frame(data: &[u8]) -> Vec<u8> {
         let header = Header {
+            edition: Edition::V2016,
             command: Command::Heartbeat,
             flag: Flag::Command,
             vin: Vin::new("LWPTTEST000000001").unwrap(),

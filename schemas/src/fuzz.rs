@@ -8,16 +8,18 @@
 
 use bytes::BytesMut;
 
+use std::sync::Arc;
+
 use crate::arrow::{Message, TelemetryDecoder};
-use crate::crypto::{Cipher, KeyStore, TerminalKey};
+use crate::crypto::{Cipher, KeyStore, Profile, Registration, TerminalKey};
 use crate::frame::{Frame, Vin};
 use crate::message::telemetry_value;
 use crate::payload::{Payload, open};
-use crate::record::DecodedFrame;
+use crate::view::{DecodeOptions, ReportView, decode_frame};
 
 fn key_store() -> KeyStore {
     let mut keys = KeyStore::default();
-    let entries: [(&str, Cipher, &[u8]); 4] = [
+    let entries: [(&str, Cipher, &[u8]); 6] = [
         ("LWPTTEST000000001", Cipher::None, &[]),
         (
             "LWPTTEST000000002",
@@ -26,10 +28,24 @@ fn key_store() -> KeyStore {
         ),
         ("LWPTTEST000000003", Cipher::TripleDesCbc, &[7; 24]),
         ("LWPTTEST000000004", Cipher::Aes128Cbc, &[9; 16]),
+        ("LWPT2025000000001", Cipher::None, &[]),
+        ("LWPT2025000000002", Cipher::Sm4Cbc, &[5; 16]),
     ];
-    for (vin, cipher, key) in entries {
+    for (i, (vin, cipher, key)) in entries.into_iter().enumerate() {
         if let (Ok(vin), Ok(key)) = (Vin::new(vin), TerminalKey::new(cipher, key)) {
-            keys.insert(vin, key);
+            let signer = crate::sign::Sm2Signer::from_seed(vin.as_bytes());
+            keys.register(
+                vin,
+                Registration {
+                    key: Arc::new(key),
+                    profile: if i % 2 == 0 {
+                        Profile::Wpt
+                    } else {
+                        Profile::Standard
+                    },
+                    public_key: Some(Arc::new(signer.public_key())),
+                },
+            );
         }
     }
     keys
@@ -73,31 +89,37 @@ pub fn frame_stream(data: &[u8]) {
     let mut plain = Vec::new();
     let mut messages = Vec::new();
     for frame in &frames {
-        let _ = DecodedFrame::decode(frame, None, 0).map(|d| serde_json::to_string(&d));
-        let _ = DecodedFrame::decode(frame, Some(&keys), 0).map(|d| serde_json::to_string(&d));
-        if let Ok(opened) = open(frame, Some(&keys), &mut plain)
+        for view in [ReportView::Record, ReportView::Items] {
+            let options = DecodeOptions {
+                view,
+                ..DecodeOptions::default()
+            };
+            let _ = decode_frame(frame, None, options).map(|d| d.to_string());
+            let _ = decode_frame(frame, Some(&keys), options).map(|d| d.to_string());
+        }
+        if let Ok(opened) = open(frame, &keys, &mut plain)
             && matches!(opened.payload, Payload::Realtime(_) | Payload::Reissue(_))
             && let Ok(message) = telemetry_value(&opened.header, &plain)
         {
-            messages.push(message.raw);
+            if let Payload::Realtime(report) | Payload::Reissue(report) = &opened.payload {
+                let key = keys
+                    .registration(&opened.header.vin)
+                    .and_then(|r| r.public_key.as_deref());
+                let _ = report.check_signature(&plain, key);
+            }
+            messages.push((message.raw, opened.profile));
         }
     }
     let mut input: Vec<Message<'_>> = messages
         .iter()
-        .map(|m| Message {
-            value: m,
-            received_us: 0,
+        .map(|(m, profile)| Message {
+            profile: *profile,
+            ..Message::wpt(m, 0)
         })
         .collect();
     // Raw fuzz bytes as messages too: the decoder must refuse, not panic.
-    input.extend(frames.iter().map(|f| Message {
-        value: &f.raw,
-        received_us: 0,
-    }));
-    input.push(Message {
-        value: stream,
-        received_us: 0,
-    });
+    input.extend(frames.iter().map(|f| Message::wpt(&f.raw, 0)));
+    input.push(Message::wpt(stream, 0));
     if let Ok(decoded) = TelemetryDecoder::new().decode(&input) {
         let refused_good = decoded
             .rejected

@@ -1,287 +1,78 @@
-//! The data unit of real-time (0x02) and reissue (0x03) reports: a time, then information
-//! items (PROTOCOL.md §5 and §6).
+//! The data unit of real-time (0x02) and reissue (0x03) reports in both editions: a time, then
+//! information items in any order, and in 2025 a signature (PROTOCOL.md §5 and §6,
+//! GBT32960-2025.md §2.2, §3 and §4).
 //!
-//! Takes: a plaintext data unit. Gives: a [`Realtime`] whose items keep wire order, so that
-//! `encode(decode(x)) == x`. Guarantees: a known type that is cut short is an error; an unknown
-//! type with no length ends the parse with the rest kept raw in [`InfoItem::Unparsed`].
+//! Takes: a plaintext data unit, its edition and the terminal's profile. Gives: a [`Realtime`]
+//! whose items keep wire order, so that `encode(decode(x)) == x`. Guarantees, as real fleets
+//! need them:
+//! - vendor types 0x80..=0xFE are kept raw with their length (0x80 is the WPT snapshot only
+//!   for terminals of the `wpt` profile, see [`crate::crypto::Profile`]);
+//! - where an item cannot be delimited (a type with no layout and no length, a vendor length
+//!   past the end, or, in 2016, a standard type cut short) everything before it is kept, the
+//!   rest is kept raw in [`InfoItem::Unparsed`] and the report is flagged [`Partial`]; a 2025
+//!   signature after such a tail is recovered when it ends exactly at the end of the data unit;
+//! - the 2025 edition has a reply flag for structure errors (0x06), and its vectors refuse a
+//!   standard type or a signature cut short: those are errors there
+//!   ([`Error::TruncatedItem`], [`Error::TruncatedSignature`]).
 
-use serde::{Serialize, Serializer};
-
+use crate::crypto::Profile;
 use crate::error::{Error, Result};
-use crate::fields::{FieldKind, Value, WireField, block, field_ty};
-use crate::frame::{read_be, take};
+use crate::frame::Edition;
+use crate::items2016;
+use crate::items2025::{self, Counted};
+use crate::sign::{SIGNATURE_MARKER, SignatureBlock, SignatureStatus};
 use crate::time::{TIME_LEN, TerminalTime};
 
-/// Information type codes.
-pub mod types {
-    pub const VEHICLE: u8 = 0x01;
-    pub const DRIVE_MOTORS: u8 = 0x02;
-    pub const POSITION: u8 = 0x05;
-    pub const EXTREMES: u8 = 0x06;
-    pub const ALARMS: u8 = 0x07;
-    pub const STORAGE_VOLTAGES: u8 = 0x08;
-    pub const STORAGE_TEMPERATURES: u8 = 0x09;
-    pub const WPT: u8 = 0x80;
-    pub const VENDOR_FIRST: u8 = 0x81;
-    pub const VENDOR_LAST: u8 = 0xFE;
-}
+pub use crate::items2016::{
+    AlarmLevel, Alarms, DriveMotor, Engine, Extremes, FuelCell, FuelCellHead, FuelCellTail,
+    GENERAL_ALARM_BITS, Position, StorageTemperature, StorageVoltage, StorageVoltageHead, Vehicle,
+    WPT_BODY_LEN, WptSnapshot, general_alarm_bits, types,
+};
+pub use crate::items2025::{
+    Alarm2025, Engine2025, FcStack, FcStackHead, FuelCell2025, Motor2025, PackTemperatures,
+    PackVoltageHead, PackVoltages, Position2025, Supercap, SupercapExtremes, SupercapHead,
+    Vehicle2025,
+};
 
-block! {
-    /// Type 0x01, whole-vehicle data (20 bytes).
-    pub struct Vehicle {
-        vehicle_state: int(1, 0),
-        /// 1 parked charging, 2 charging while driving, 3 not charging, 4 complete.
-        charging_state: int(1, 0),
-        run_mode: int(1, 0),
-        speed_kmh: float(2, 0.1, 0.0),
-        odometer_km: float(4, 0.1, 0.0),
-        total_voltage_v: float(2, 0.1, 0.0),
-        total_current_a: float(2, 0.1, -1000.0),
-        soc_pct: int(1, 0),
-        dcdc_state: int(1, 0),
-        gear: int(1, 0),
-        insulation_kohm: int(2, 0),
-        accelerator_pct: int(1, 0),
-        brake_pct: int(1, 0),
-    }
-}
-
-block! {
-    /// One drive motor of type 0x02 (12 bytes).
-    pub struct DriveMotor {
-        motor_seq: int(1, 0),
-        motor_state: int(1, 0),
-        controller_temp_c: int(1, -40),
-        motor_rpm: int(2, -20000),
-        motor_torque_nm: float(2, 0.1, -2000.0),
-        motor_temp_c: int(1, -40),
-        controller_voltage_v: float(2, 0.1, 0.0),
-        controller_current_a: float(2, 0.1, -1000.0),
-    }
-}
-
-block! {
-    /// Type 0x05, position (9 bytes). Degrees are unsigned; `position_status` bit 1 means
-    /// south and bit 2 west, bit 0 an invalid fix.
-    pub struct Position {
-        position_status: int(1, 0),
-        longitude_deg: float(4, 0.000001, 0.0),
-        latitude_deg: float(4, 0.000001, 0.0),
-    }
-}
-
-block! {
-    /// Type 0x06, extreme values (14 bytes).
-    pub struct Extremes {
-        max_cell_v_subsystem: int(1, 0),
-        max_cell_v_cell: int(1, 0),
-        max_cell_voltage_v: float(2, 0.001, 0.0),
-        min_cell_v_subsystem: int(1, 0),
-        min_cell_v_cell: int(1, 0),
-        min_cell_voltage_v: float(2, 0.001, 0.0),
-        max_temp_subsystem: int(1, 0),
-        max_temp_probe: int(1, 0),
-        max_temp_c: int(1, -40),
-        min_temp_subsystem: int(1, 0),
-        min_temp_probe: int(1, 0),
-        min_temp_c: int(1, -40),
-    }
-}
-
-block! {
-    /// The fixed part of one subsystem of type 0x08 (9 bytes).
-    pub struct StorageVoltageHead {
-        subsystem: int(1, 0),
-        storage_voltage_v: float(2, 0.1, 0.0),
-        storage_current_a: float(2, 0.1, -1000.0),
-        total_cells: int(2, 0),
-        first_cell: int(2, 0),
-    }
-}
-
-block! {
-    /// Type 0x80, the WPT snapshot: the 107 bytes of PROTOCOL.md §6, all seven blocks in order.
-    /// Node blocks start with `nK_status` (1 ok, 2 warning, 3 fault) and `nK_fault`.
-    pub struct WptSnapshot {
-        // Block 0: master board.
-        station_id: text(16),
-        pad_no: int(1, 0),
-        session_id: int(4, 0),
-        /// 1 idle, 2 aligning, 3 charging, 4 stopping, 5 fault.
-        ground_state: int(1, 0),
-        /// Table 6b: 0 none, 1 foreign object, 2 living object, 3 overheat, 4 power transfer
-        /// anomaly, 5 other.
-        ground_diag: int(1, 0),
-        // Block 1: grid / PFC node.
-        n1_status: int(1, 0),
-        n1_fault: int(2, 0),
-        ac_voltage_v: float(2, 0.1, 0.0),
-        ac_current_a: float(2, 0.1, 0.0),
-        grid_freq_hz: float(2, 0.01, 0.0),
-        power_factor: float(2, 0.001, 0.0),
-        dc_bus_voltage_v: float(2, 0.1, 0.0),
-        input_power_w: int(2, 0),
-        // Block 2: inverter node.
-        n2_status: int(1, 0),
-        n2_fault: int(2, 0),
-        inverter_freq_khz: float(2, 0.01, 0.0),
-        inverter_voltage_v: float(2, 0.1, 0.0),
-        inverter_current_a: float(2, 0.1, 0.0),
-        inverter_phase_deg: float(2, 0.1, 0.0),
-        heatsink_temp_c: int(1, -40),
-        // Block 3: transmitter pad node.
-        n3_status: int(1, 0),
-        n3_fault: int(2, 0),
-        tx_coil_current_a: float(2, 0.1, 0.0),
-        tx_cap_voltage_v: float(2, 0.1, 0.0),
-        tx_coil_temp_c: int(1, -40),
-        pad_surface_temp_c: int(1, -40),
-        coupling_k: float(2, 0.001, 0.0),
-        // Block 4: FOD / LOP / positioning node.
-        n4_status: int(1, 0),
-        n4_fault: int(2, 0),
-        /// 0 clear, 1 metal detected.
-        fod: int(1, 0),
-        /// 0 clear, 1 living object detected.
-        lop: int(1, 0),
-        offset_x_mm: int(2, -1000),
-        offset_y_mm: int(2, -1000),
-        air_gap_mm: int(2, 0),
-        // Block 5: cooling / link node.
-        n5_status: int(1, 0),
-        n5_fault: int(2, 0),
-        ambient_temp_c: int(1, -40),
-        coolant_temp_c: int(1, -40),
-        fan_rpm: int(2, 0),
-        link_rssi_dbm: int(1, -200),
-        link_hb_age_s: float(2, 0.1, 0.0),
-        // Block 6: vehicle board.
-        rx_coil_voltage_v: float(2, 0.1, 0.0),
-        rx_coil_current_a: float(2, 0.1, 0.0),
-        rx_coil_temp_c: int(1, -40),
-        rect_voltage_v: float(2, 0.1, 0.0),
-        rect_current_a: float(2, 0.1, 0.0),
-        batt_voltage_v: float(2, 0.1, 0.0),
-        batt_current_a: float(2, 0.1, -1000.0),
-        /// Battery state of charge, %.
-        soc: int(1, 0),
-        batt_max_temp_c: int(1, -40),
-        batt_min_temp_c: int(1, -40),
-        dc_power_w: int(2, 0),
-        efficiency_pct: float(2, 0.1, 0.0),
-        vehicle_diag: int(1, 0),
-        vehicle_fault_flags: int(4, 0),
-    }
-}
-
-/// Length of the WPT snapshot body this decoder knows (PROTOCOL.md §6).
-pub const WPT_BODY_LEN: usize = WptSnapshot::LEN;
-const _: () = assert!(WPT_BODY_LEN == 107);
-const _: () = assert!(Vehicle::LEN == 20);
-const _: () = assert!(DriveMotor::LEN == 12);
-const _: () = assert!(Position::LEN == 9);
-const _: () = assert!(Extremes::LEN == 14);
-
-/// Names of general alarm flag bits 0..=18 (PROTOCOL.md §5.1); bits 19..31 are reserved.
-pub const GENERAL_ALARM_BITS: [&str; 19] = [
-    "temperature_difference",
-    "battery_high_temperature",
-    "storage_over_voltage",
-    "storage_under_voltage",
-    "soc_low",
-    "cell_over_voltage",
-    "cell_under_voltage",
-    "soc_high",
-    "soc_jump",
-    "storage_mismatch",
-    "poor_cell_consistency",
-    "insulation",
-    "dcdc_temperature",
-    "brake_system",
-    "dcdc_state",
-    "motor_controller_temperature",
-    "high_voltage_interlock",
-    "motor_temperature",
-    "storage_over_charge",
-];
-
-/// Type 0x07, alarms.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Alarms {
-    /// 0 none, 1 no effect on driving, 2 limits performance, 3 stop at once.
-    pub max_level: Value<i64>,
-    /// General alarm flags; bit meanings in [`GENERAL_ALARM_BITS`].
-    pub general_flags: Value<i64>,
-    pub storage_faults: Vec<u32>,
-    pub motor_faults: Vec<u32>,
-    pub engine_faults: Vec<u32>,
-    pub other_faults: Vec<u32>,
-}
-
-impl Alarms {
-    /// Names of the set general alarm bits; reserved bits as `bit_N`.
-    pub fn active(&self) -> Vec<String> {
-        let Some(flags) = self.general_flags.valid() else {
-            return Vec::new();
-        };
-        (0..32)
-            .filter(|bit| flags & (1 << bit) != 0)
-            .map(|bit| match GENERAL_ALARM_BITS.get(bit) {
-                Some(name) => (*name).to_owned(),
-                None => format!("bit_{bit}"),
-            })
-            .collect()
-    }
-}
-
-impl Serialize for Alarms {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Alarms", 7)?;
-        st.serialize_field("max_level", &self.max_level)?;
-        st.serialize_field("general_flags", &self.general_flags)?;
-        st.serialize_field("general_alarms", &self.active())?;
-        st.serialize_field("storage_fault_codes", &self.storage_faults)?;
-        st.serialize_field("motor_fault_codes", &self.motor_faults)?;
-        st.serialize_field("engine_fault_codes", &self.engine_faults)?;
-        st.serialize_field("other_fault_codes", &self.other_faults)?;
-        st.end()
-    }
-}
-
-/// One subsystem of type 0x08.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StorageVoltage {
-    #[serde(flatten)]
-    pub head: StorageVoltageHead,
-    pub cell_voltages_v: Vec<Value<f64>>,
-}
-
-/// One subsystem of type 0x09.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StorageTemperature {
-    pub subsystem: u8,
-    pub probe_temps_c: Vec<Value<i64>>,
-}
-
-/// One information item, in the order it came.
+/// One information item, in the order it came. Variants ending in `2025` (and the fuel-cell
+/// stacks and supercapacitor types, which only 2025 has) are that edition's layouts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InfoItem {
+    // 2016 (PROTOCOL.md §5, GBT32960-2025.md §9).
     Vehicle(Vehicle),
     DriveMotors(Vec<DriveMotor>),
+    FuelCell(FuelCell),
+    Engine(Engine),
     Position(Position),
     Extremes(Extremes),
     Alarms(Alarms),
     StorageVoltages(Vec<StorageVoltage>),
     StorageTemperatures(Vec<StorageTemperature>),
-    /// The snapshot and whatever a later profile version appended after its 107 bytes.
+    // 2025 (GBT32960-2025.md §5).
+    Vehicle2025(Vehicle2025),
+    Motors2025(Counted<Motor2025>),
+    FuelCell2025(FuelCell2025),
+    Engine2025(Engine2025),
+    Position2025(Position2025),
+    Alarm2025(Alarm2025),
+    CellVoltages2025(Counted<PackVoltages>),
+    Temperatures2025(Counted<PackTemperatures>),
+    FcStacks(Counted<FcStack>),
+    Supercap(Supercap),
+    SupercapExtremes(SupercapExtremes),
+    // Both editions.
+    /// The WPT snapshot (profile `wpt`), and whatever a later profile version appended after
+    /// its 107 bytes.
     Wpt(Box<WptSnapshot>, Vec<u8>),
-    /// 0x81..=0xFE: vendor data, kept raw.
+    /// 0x80..=0xFE: vendor data, kept raw (its length WORD is implied by `data`).
     Vendor {
         code: u8,
         data: Vec<u8>,
     },
-    /// A type without a known layout or length: it and everything after it, kept raw.
+    /// 2025: the signature block that follows the 0xFF marker.
+    Signature(SignatureBlock),
+    /// A type that could not be delimited: its code and the bytes after it, raw (up to a
+    /// recovered signature, or to the end).
     Unparsed {
         code: u8,
         rest: Vec<u8>,
@@ -289,315 +80,582 @@ pub enum InfoItem {
 }
 
 impl InfoItem {
+    /// The item's type code on the wire.
     pub fn type_code(&self) -> u8 {
+        use crate::items2016::types as t16;
+        use crate::items2025::types as t25;
         match self {
-            InfoItem::Vehicle(_) => types::VEHICLE,
-            InfoItem::DriveMotors(_) => types::DRIVE_MOTORS,
-            InfoItem::Position(_) => types::POSITION,
-            InfoItem::Extremes(_) => types::EXTREMES,
-            InfoItem::Alarms(_) => types::ALARMS,
-            InfoItem::StorageVoltages(_) => types::STORAGE_VOLTAGES,
-            InfoItem::StorageTemperatures(_) => types::STORAGE_TEMPERATURES,
-            InfoItem::Wpt(..) => types::WPT,
+            InfoItem::Vehicle(_) => t16::VEHICLE,
+            InfoItem::DriveMotors(_) => t16::DRIVE_MOTORS,
+            InfoItem::FuelCell(_) => t16::FUEL_CELL,
+            InfoItem::Engine(_) => t16::ENGINE,
+            InfoItem::Position(_) => t16::POSITION,
+            InfoItem::Extremes(_) => t16::EXTREMES,
+            InfoItem::Alarms(_) => t16::ALARMS,
+            InfoItem::StorageVoltages(_) => t16::STORAGE_VOLTAGES,
+            InfoItem::StorageTemperatures(_) => t16::STORAGE_TEMPERATURES,
+            InfoItem::Vehicle2025(_) => t25::VEHICLE,
+            InfoItem::Motors2025(_) => t25::MOTORS,
+            InfoItem::FuelCell2025(_) => t25::FUEL_CELL,
+            InfoItem::Engine2025(_) => t25::ENGINE,
+            InfoItem::Position2025(_) => t25::POSITION,
+            InfoItem::Alarm2025(_) => t25::ALARM,
+            InfoItem::CellVoltages2025(_) => t25::CELL_VOLTAGES,
+            InfoItem::Temperatures2025(_) => t25::TEMPERATURES,
+            InfoItem::FcStacks(_) => t25::FC_STACKS,
+            InfoItem::Supercap(_) => t25::SUPERCAP,
+            InfoItem::SupercapExtremes(_) => t25::SUPERCAP_EXTREMES,
+            InfoItem::Wpt(..) => t16::WPT,
             InfoItem::Vendor { code, .. } | InfoItem::Unparsed { code, .. } => *code,
+            InfoItem::Signature(_) => SIGNATURE_MARKER,
         }
     }
+
+    /// Appends the item: type byte, then its body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.type_code());
+        if items2016::encode(self, out) || items2025::encode(self, out) {
+            return;
+        }
+        match self {
+            InfoItem::Wpt(snapshot, extra) => {
+                out.extend_from_slice(&((WPT_BODY_LEN + extra.len()) as u16).to_be_bytes());
+                snapshot.encode(out);
+                out.extend_from_slice(extra);
+            }
+            InfoItem::Vendor { data, .. } => {
+                out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                out.extend_from_slice(data);
+            }
+            InfoItem::Signature(block) => block.encode(out),
+            InfoItem::Unparsed { rest, .. } => out.extend_from_slice(rest),
+            _ => debug_assert!(false, "every item has an encoder"),
+        }
+    }
+}
+
+/// Why the walk over a report's items stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartialReason {
+    /// A type with no layout and no length (2016: not in PROTOCOL.md; 2025: 0x09..=0x2F,
+    /// 0x33..=0x7F).
+    UnknownType,
+    /// A vendor type whose length WORD reaches past the end of the data unit (or that has no
+    /// length at all, which reads the same).
+    VendorLength { declared: usize },
+    /// 2016: a standard type whose structure runs past the end of the data unit.
+    Truncated { need: usize },
+}
+
+impl PartialReason {
+    /// Stable code, for the `partial_reason` column and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartialReason::UnknownType => "unknown_type",
+            PartialReason::VendorLength { .. } => "vendor_length",
+            PartialReason::Truncated { .. } => "truncated",
+        }
+    }
+}
+
+/// Where and why a report's walk stopped; the items before it are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    /// The type code it stopped at.
+    pub code: u8,
+    /// Offset of that type byte in the data unit.
+    pub offset: usize,
+    pub reason: PartialReason,
+    /// 2025: a signature was found after the raw tail.
+    pub signature_recovered: bool,
 }
 
 /// A real-time or reissue data unit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Realtime {
+    pub edition: Edition,
     pub time: TerminalTime,
+    /// Every item in wire order, the 2025 signature and any raw tail included.
     pub items: Vec<InfoItem>,
+    pub partial: Option<Partial>,
 }
 
-fn byte(data: &mut &[u8], what: &str) -> Result<u8> {
-    Ok(take(data, 1, what)?[0])
+/// How far an item's body reaches (the one question each edition's module answers per type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// A standard type: its body length, or `Err(bytes needed)` to learn it.
+    Fixed(std::result::Result<usize, usize>),
+    /// Vendor range: a length WORD, then that many bytes.
+    Vendor,
+    /// 2025: the signature block.
+    Signature,
+    /// No layout and no length.
+    Unknown,
 }
 
-fn word(data: &mut &[u8], what: &str) -> Result<u16> {
-    let b = take(data, 2, what)?;
-    Ok(u16::from_be_bytes([b[0], b[1]]))
+/// Reads counts at offsets of a body that may be shorter than they claim: `Err(need)` says how
+/// many bytes the read needed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Probe<'a>(pub &'a [u8]);
+
+impl Probe<'_> {
+    pub(crate) fn byte(&self, at: usize) -> std::result::Result<usize, usize> {
+        self.0.get(at).map(|&b| usize::from(b)).ok_or(at + 1)
+    }
+
+    pub(crate) fn word(&self, at: usize) -> std::result::Result<usize, usize> {
+        Ok(self.byte(at)? << 8 | self.byte(at + 1)?)
+    }
+
+    /// A 2025 count byte: a sentinel (0xFE, 0xFF) carries no entries.
+    pub(crate) fn count_byte(&self, at: usize) -> std::result::Result<usize, usize> {
+        self.byte(at).map(|n| if n >= 0xFE { 0 } else { n })
+    }
+
+    /// A count WORD: a sentinel (0xFFFE, 0xFFFF) carries no entries.
+    pub(crate) fn count_word(&self, at: usize) -> std::result::Result<usize, usize> {
+        self.word(at).map(|n| if n >= 0xFFFE { 0 } else { n })
+    }
 }
 
-fn codes(data: &mut &[u8], what: &str) -> Result<Vec<u32>> {
-    let n = usize::from(byte(data, what)?);
-    let raw = take(data, n * 4, what)?;
-    Ok(raw.chunks_exact(4).map(|c| read_be(c, 4)).collect())
+/// Sequential reads within a body whose extent was measured.
+#[derive(Debug)]
+pub(crate) struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Reader { data }
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.data.len() < n {
+            // Extents are measured before decoding, so this means the two disagree.
+            return Err(Error::malformed(format!(
+                "item body: needs {n} bytes, {} left",
+                self.data.len()
+            )));
+        }
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        Ok(head)
+    }
+
+    pub(crate) fn byte(&mut self) -> Result<u8> {
+        Ok(self.bytes(1)?[0])
+    }
+}
+
+/// One piece of a report's item walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// An item whose extent is known: its code and body (vendor bodies without their length).
+    Item { code: u8, body: &'a [u8] },
+    /// 2025: the signature block's bytes, after the 0xFF marker.
+    Signature { block: &'a [u8] },
+    /// Nothing from here on can be delimited: the code, the bytes after it, and why.
+    Rest {
+        code: u8,
+        rest: &'a [u8],
+        reason: PartialReason,
+        signature_recovered: bool,
+    },
+}
+
+/// Splits the items after the time into [`Piece`]s without decoding them; each comes with the
+/// offset of its type byte in the data unit. The one place that walks a report.
+#[derive(Debug, Clone)]
+pub struct Items<'a> {
+    edition: Edition,
+    /// The data unit after its time.
+    data: &'a [u8],
+    pos: usize,
+    /// Where a recovered signature's marker sits, once a raw tail was cut before it.
+    recovered_at: Option<usize>,
+}
+
+impl<'a> Items<'a> {
+    /// The walk over `data`, the data unit after its 6-byte time.
+    pub fn new(edition: Edition, data: &'a [u8]) -> Self {
+        Items {
+            edition,
+            data,
+            pos: 0,
+            recovered_at: None,
+        }
+    }
+
+    /// The offset in `data` of the first 0xFF after `from` from which a signature block ends
+    /// exactly at the end of the data unit (GBT32960-2025.md §4, SHOULD).
+    fn find_signature(&self, from: usize) -> Option<usize> {
+        let data = self.data;
+        (from..data.len()).find(|&i| {
+            data[i] == SIGNATURE_MARKER
+                && matches!(SignatureBlock::decode(&data[i + 1..]), Ok((_, len)) if i + 1 + len == data.len())
+        })
+    }
+
+    fn rest(&mut self, code: u8, reason: PartialReason) -> Piece<'a> {
+        let after = self.pos + 1;
+        let end = match self.edition {
+            Edition::V2025 => self.find_signature(after),
+            Edition::V2016 => None,
+        };
+        self.recovered_at = end;
+        let stop = end.unwrap_or(self.data.len());
+        let rest = &self.data[after..stop];
+        self.pos = stop;
+        Piece::Rest {
+            code,
+            rest,
+            reason,
+            signature_recovered: end.is_some(),
+        }
+    }
+
+    fn step(&mut self) -> Result<Piece<'a>> {
+        let code = self.data[self.pos];
+        let body = &self.data[self.pos + 1..];
+        let extent = match self.edition {
+            Edition::V2016 => items2016::extent(code, body),
+            Edition::V2025 => items2025::extent(code, body),
+        };
+        match extent {
+            Extent::Signature => {
+                let (_, len) = SignatureBlock::decode(body)?;
+                self.pos += 1 + len;
+                Ok(Piece::Signature {
+                    block: &body[..len],
+                })
+            }
+            Extent::Fixed(Ok(len)) if len <= body.len() => {
+                self.pos += 1 + len;
+                Ok(Piece::Item {
+                    code,
+                    body: &body[..len],
+                })
+            }
+            Extent::Fixed(Ok(need) | Err(need)) => match self.edition {
+                Edition::V2025 => Err(Error::TruncatedItem {
+                    code,
+                    need,
+                    left: body.len(),
+                }),
+                Edition::V2016 => Ok(self.rest(code, PartialReason::Truncated { need })),
+            },
+            Extent::Vendor => match Probe(body).word(0) {
+                Ok(len) if 2 + len <= body.len() => {
+                    self.pos += 3 + len;
+                    Ok(Piece::Item {
+                        code,
+                        body: &body[2..2 + len],
+                    })
+                }
+                Ok(declared) => Ok(self.rest(code, PartialReason::VendorLength { declared })),
+                Err(_) => Ok(self.rest(code, PartialReason::VendorLength { declared: 0 })),
+            },
+            Extent::Unknown => Ok(self.rest(code, PartialReason::UnknownType)),
+        }
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Result<(usize, Piece<'a>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.data.len() {
+            return None;
+        }
+        let offset = TIME_LEN + self.pos;
+        let result = self.step();
+        if result.is_err() {
+            self.pos = self.data.len();
+        }
+        Some(result.map(|piece| (offset, piece)))
+    }
 }
 
 /// Reads the 6-byte time at the front of a data unit.
 pub fn read_time(data: &mut &[u8]) -> Result<TerminalTime> {
-    let raw = take(data, TIME_LEN, "time")?;
+    let raw = crate::frame::take(data, TIME_LEN, "time")?;
     let mut bytes = [0u8; TIME_LEN];
     bytes.copy_from_slice(raw);
     TerminalTime::from_bytes(bytes)
 }
 
-/// Splits the items after the time into `(type code, body)` pairs without decoding them.
-///
-/// The body of 0x80 and vendor types excludes their length WORD; the body of the counted types
-/// (0x02, 0x07, 0x08, 0x09) includes their counts. An unknown type yields its code with
-/// everything after it and ends the iteration. The one place that knows each type's extent.
-#[derive(Debug, Clone)]
-pub struct Items<'a> {
-    data: &'a [u8],
-}
-
-impl<'a> Items<'a> {
-    pub fn new(data: &'a [u8]) -> Self {
-        Items { data }
-    }
-
-    fn body_len(&self, code: u8) -> Result<(usize, usize)> {
-        let data = self.data;
-        let at = |i: usize, what: &str| {
-            data.get(i).copied().map(usize::from).ok_or_else(|| {
-                Error::malformed(format!("{what}: cut short at byte {i} of {}", data.len()))
-            })
-        };
-        let word_at = |i: usize, what: &str| Ok::<_, Error>(at(i, what)? << 8 | at(i + 1, what)?);
-        // (bytes of length prefix to skip, body length)
-        Ok(match code {
-            types::VEHICLE => (0, Vehicle::LEN),
-            types::DRIVE_MOTORS => (0, 1 + at(0, "drive motors")? * DriveMotor::LEN),
-            types::POSITION => (0, Position::LEN),
-            types::EXTREMES => (0, Extremes::LEN),
-            types::ALARMS => {
-                let mut len = 5;
-                for what in [
-                    "storage faults",
-                    "motor faults",
-                    "engine faults",
-                    "other faults",
-                ] {
-                    len += 1 + 4 * at(len, what)?;
-                }
-                (0, len)
-            }
-            types::STORAGE_VOLTAGES => {
-                let mut len = 1;
-                for _ in 0..at(0, "storage voltages")? {
-                    len += StorageVoltageHead::LEN;
-                    len += 1 + 2 * at(len, "cell voltages")?;
-                }
-                (0, len)
-            }
-            types::STORAGE_TEMPERATURES => {
-                let mut len = 1;
-                for _ in 0..at(0, "storage temperatures")? {
-                    len += 3 + word_at(len + 1, "probe temperatures")?;
-                }
-                (0, len)
-            }
-            types::WPT..=types::VENDOR_LAST => (2, word_at(0, "length")?),
-            _ => (0, data.len()),
-        })
-    }
-}
-
-impl<'a> Iterator for Items<'a> {
-    type Item = Result<(u8, &'a [u8])>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (&code, rest) = self.data.split_first()?;
-        self.data = rest;
-        let result = self.body_len(code).and_then(|(prefix, len)| {
-            if self.data.len() < prefix + len {
-                return Err(Error::malformed(format!(
-                    "type {code:#04x} needs {} bytes, {} left",
-                    prefix + len,
-                    self.data.len()
-                )));
-            }
-            let body = &self.data[prefix..prefix + len];
-            self.data = &self.data[prefix + len..];
-            Ok((code, body))
-        });
-        if result.is_err() {
-            self.data = &[];
-        }
-        Some(result)
-    }
-}
-
-/// Decodes one item from its code and body as split by [`Items`].
-fn decode_item(code: u8, body: &[u8]) -> Result<InfoItem> {
-    let mut data = body;
-    let data = &mut data;
-    Ok(match code {
-        types::VEHICLE => InfoItem::Vehicle(Vehicle::decode(body)),
-        types::DRIVE_MOTORS => InfoItem::DriveMotors(
-            body[1..]
-                .chunks_exact(DriveMotor::LEN)
-                .map(DriveMotor::decode)
-                .collect(),
-        ),
-        types::POSITION => InfoItem::Position(Position::decode(body)),
-        types::EXTREMES => InfoItem::Extremes(Extremes::decode(body)),
-        types::ALARMS => {
-            let head = take(data, 5, "alarms")?;
-            InfoItem::Alarms(Alarms {
-                max_level: WireField::read(&ALARM_LEVEL, &head[..1]),
-                general_flags: WireField::read(&ALARM_FLAGS, &head[1..]),
-                storage_faults: codes(data, "storage fault codes")?,
-                motor_faults: codes(data, "motor fault codes")?,
-                engine_faults: codes(data, "engine fault codes")?,
-                other_faults: codes(data, "other fault codes")?,
-            })
-        }
-        types::STORAGE_VOLTAGES => {
-            let n = usize::from(byte(data, "storage voltages")?);
-            let mut subsystems = Vec::with_capacity(n);
-            for _ in 0..n {
-                let head = StorageVoltageHead::decode(take(
-                    data,
-                    StorageVoltageHead::LEN,
-                    "storage voltages",
-                )?);
-                let m = usize::from(byte(data, "storage voltages")?);
-                let cells = take(data, 2 * m, "cell voltages")?;
-                let cell_voltages_v = cells
-                    .chunks_exact(2)
-                    .map(|c| WireField::read(&CELL_VOLTAGE, c))
-                    .collect();
-                subsystems.push(StorageVoltage {
-                    head,
-                    cell_voltages_v,
-                });
-            }
-            InfoItem::StorageVoltages(subsystems)
-        }
-        types::STORAGE_TEMPERATURES => {
-            let n = usize::from(byte(data, "storage temperatures")?);
-            let mut subsystems = Vec::with_capacity(n);
-            for _ in 0..n {
-                let subsystem = byte(data, "storage temperatures")?;
-                let probes = usize::from(word(data, "storage temperatures")?);
-                let temps = take(data, probes, "probe temperatures")?;
-                let probe_temps_c = temps
-                    .iter()
-                    .map(|t| WireField::read(&PROBE_TEMP, std::slice::from_ref(t)))
-                    .collect();
-                subsystems.push(StorageTemperature {
-                    subsystem,
-                    probe_temps_c,
-                });
-            }
-            InfoItem::StorageTemperatures(subsystems)
-        }
-        types::WPT => {
-            if body.len() < WPT_BODY_LEN {
-                return Err(Error::malformed(format!(
-                    "wpt snapshot length {} is shorter than {WPT_BODY_LEN}",
-                    body.len()
-                )));
-            }
-            InfoItem::Wpt(
-                Box::new(WptSnapshot::decode(body)),
-                body[WPT_BODY_LEN..].to_vec(),
-            )
-        }
-        types::VENDOR_FIRST..=types::VENDOR_LAST => InfoItem::Vendor {
-            code,
-            data: body.to_vec(),
-        },
-        _ => InfoItem::Unparsed {
-            code,
-            rest: body.to_vec(),
-        },
-    })
-}
-
 impl Realtime {
-    /// Decodes a plaintext data unit; it must be used to its last byte.
-    pub fn decode(mut data: &[u8]) -> Result<Realtime> {
+    /// Decodes a plaintext data unit of `edition` from a terminal of `profile`.
+    pub fn decode(edition: Edition, mut data: &[u8], profile: Profile) -> Result<Realtime> {
         let time = read_time(&mut data)?;
-        let mut items = Vec::with_capacity(4);
-        for item in Items::new(data) {
-            let (code, body) = item?;
-            items.push(decode_item(code, body)?);
+        let wpt = profile == Profile::Wpt;
+        let mut items = Vec::with_capacity(6);
+        let mut partial = None;
+        for piece in Items::new(edition, data) {
+            let (offset, piece) = piece?;
+            match piece {
+                Piece::Item { code, body } => items.push(match edition {
+                    Edition::V2016 => items2016::decode(code, body, wpt)?,
+                    Edition::V2025 => items2025::decode(code, body, wpt)?,
+                }),
+                Piece::Signature { block } => {
+                    items.push(InfoItem::Signature(SignatureBlock::decode(block)?.0))
+                }
+                Piece::Rest {
+                    code,
+                    rest,
+                    reason,
+                    signature_recovered,
+                } => {
+                    items.push(InfoItem::Unparsed {
+                        code,
+                        rest: rest.to_vec(),
+                    });
+                    partial.get_or_insert(Partial {
+                        code,
+                        offset,
+                        reason,
+                        signature_recovered,
+                    });
+                }
+            }
         }
         if items.is_empty() {
             return Err(Error::malformed("report carries no information item"));
         }
-        Ok(Realtime { time, items })
-    }
-
-    /// The report as a receiver will decode it: every value rounded to its wire resolution.
-    pub fn quantized(&self) -> Result<Realtime> {
-        let mut bytes = Vec::with_capacity(256);
-        self.encode(&mut bytes);
-        Realtime::decode(&bytes)
+        Ok(Realtime {
+            edition,
+            time,
+            items,
+            partial,
+        })
     }
 
     /// Appends the plaintext data unit.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.time.bytes());
         for item in &self.items {
-            out.push(item.type_code());
-            match item {
-                InfoItem::Vehicle(v) => v.encode(out),
-                InfoItem::DriveMotors(motors) => {
-                    out.push(motors.len() as u8);
-                    motors.iter().for_each(|m| m.encode(out));
-                }
-                InfoItem::Position(p) => p.encode(out),
-                InfoItem::Extremes(e) => e.encode(out),
-                InfoItem::Alarms(a) => {
-                    a.max_level.write(&ALARM_LEVEL, out);
-                    a.general_flags.write(&ALARM_FLAGS, out);
-                    for list in [
-                        &a.storage_faults,
-                        &a.motor_faults,
-                        &a.engine_faults,
-                        &a.other_faults,
-                    ] {
-                        out.push(list.len() as u8);
-                        list.iter()
-                            .for_each(|c| out.extend_from_slice(&c.to_be_bytes()));
-                    }
-                }
-                InfoItem::StorageVoltages(subsystems) => {
-                    out.push(subsystems.len() as u8);
-                    for s in subsystems {
-                        s.head.encode(out);
-                        out.push(s.cell_voltages_v.len() as u8);
-                        s.cell_voltages_v
-                            .iter()
-                            .for_each(|v| v.write(&CELL_VOLTAGE, out));
-                    }
-                }
-                InfoItem::StorageTemperatures(subsystems) => {
-                    out.push(subsystems.len() as u8);
-                    for s in subsystems {
-                        out.push(s.subsystem);
-                        out.extend_from_slice(&(s.probe_temps_c.len() as u16).to_be_bytes());
-                        s.probe_temps_c
-                            .iter()
-                            .for_each(|t| t.write(&PROBE_TEMP, out));
-                    }
-                }
-                InfoItem::Wpt(snapshot, extra) => {
-                    out.extend_from_slice(&((WPT_BODY_LEN + extra.len()) as u16).to_be_bytes());
-                    snapshot.encode(out);
-                    out.extend_from_slice(extra);
-                }
-                InfoItem::Vendor { data, .. } => {
-                    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
-                    out.extend_from_slice(data);
-                }
-                InfoItem::Unparsed { rest, .. } => out.extend_from_slice(rest),
-            }
+            item.encode(out);
         }
+    }
+
+    /// The report as a receiver will decode it: every value rounded to its wire resolution.
+    pub fn quantized(&self, profile: Profile) -> Result<Realtime> {
+        let mut bytes = Vec::with_capacity(256);
+        self.encode(&mut bytes);
+        Realtime::decode(self.edition, &bytes, profile)
+    }
+
+    /// The first signature block, if the report carries one.
+    pub fn signature(&self) -> Option<&SignatureBlock> {
+        self.items.iter().find_map(|i| match i {
+            InfoItem::Signature(block) => Some(block),
+            _ => None,
+        })
+    }
+
+    /// How many bytes at the front of the data unit the signature covers: up to its 0xFF
+    /// marker (GBT32960-2025.md §3). `None` without a signature.
+    pub fn signed_len(&self) -> Option<usize> {
+        let at = self
+            .items
+            .iter()
+            .position(|i| matches!(i, InfoItem::Signature(_)))?;
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(&self.time.bytes());
+        self.items[..at].iter().for_each(|i| i.encode(&mut bytes));
+        Some(bytes.len())
+    }
+
+    /// Items after the signature (decoded, but not covered by it).
+    pub fn items_after_signature(&self) -> usize {
+        match self
+            .items
+            .iter()
+            .position(|i| matches!(i, InfoItem::Signature(_)))
+        {
+            Some(at) => self.items.len() - at - 1,
+            None => 0,
+        }
+    }
+
+    /// A 2025 report without a signature block.
+    pub fn signature_missing(&self) -> bool {
+        self.edition == Edition::V2025 && self.signature().is_none()
+    }
+
+    /// Signs the report with `sign`: any signature is removed, the items are encoded, and a new
+    /// signature over them is appended. For simulated terminals.
+    pub fn sign(&mut self, sign: impl FnOnce(&[u8]) -> SignatureBlock) {
+        self.items.retain(|i| !matches!(i, InfoItem::Signature(_)));
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(&self.time.bytes());
+        self.items.iter().for_each(|i| i.encode(&mut bytes));
+        self.items.push(InfoItem::Signature(sign(&bytes)));
+    }
+
+    /// Checks the signature of this report, decoded from `plain`, against `key` (the
+    /// terminal's registered public key, if any). `None` for 2016 reports, which have no
+    /// signature; an error when it does not verify.
+    pub fn check_signature(
+        &self,
+        plain: &[u8],
+        key: Option<&crate::sign::PublicKey>,
+    ) -> Result<Option<SignatureStatus>> {
+        if self.edition == Edition::V2016 {
+            return Ok(None);
+        }
+        let (Some(block), Some(signed)) = (self.signature(), self.signed_len()) else {
+            return Ok(Some(SignatureStatus::Missing));
+        };
+        let Some(key) = key else {
+            return Ok(Some(SignatureStatus::Unverified));
+        };
+        let signed = plain.get(..signed).ok_or_else(|| Error::SignatureFailed {
+            detail: "signed range is longer than the data unit".into(),
+        })?;
+        key.verify(block, signed)?;
+        Ok(Some(SignatureStatus::Verified))
+    }
+
+    /// The ordered type codes of the items: what [`crate::record::FrameId`] covers.
+    pub fn type_codes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.items.iter().map(InfoItem::type_code)
     }
 }
 
-/// A cell voltage of type 0x08: WORD, 0.001 V.
-const CELL_VOLTAGE: FieldKind = FieldKind::float(2, 0.001, 0.0);
-/// A probe temperature of type 0x09: one byte, offset −40 °C.
-const PROBE_TEMP: FieldKind = FieldKind::int(1, -40);
-/// Type 0x07's highest alarm level: one byte.
-const ALARM_LEVEL: FieldKind = FieldKind::int(1, 0);
-/// Type 0x07's general alarm flags: DWORD.
-const ALARM_FLAGS: FieldKind = FieldKind::int(4, 0);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::Value;
+
+    fn time() -> TerminalTime {
+        TerminalTime::from_bytes([26, 3, 14, 9, 26, 53]).unwrap()
+    }
+
+    fn unit(items: &[u8]) -> Vec<u8> {
+        [&time().bytes()[..], items].concat()
+    }
+
+    fn vehicle_2016() -> Vec<u8> {
+        let mut out = vec![0x01];
+        crate::sample::vehicle(55).encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn oem_0x80_blocks_are_vendor_data_unless_the_terminal_is_wpt() {
+        // A 48-byte OEM block in 0x80 after the vehicle data: kept raw, nothing refused.
+        let mut items = vehicle_2016();
+        items.extend_from_slice(&[0x80, 0x00, 48]);
+        items.extend_from_slice(&[0xAB; 48]);
+        for profile in [Profile::Standard, Profile::Wpt] {
+            let report = Realtime::decode(Edition::V2016, &unit(&items), profile).unwrap();
+            assert_eq!(report.items.len(), 2);
+            assert!(
+                matches!(&report.items[1], InfoItem::Vendor { code: 0x80, data } if data.len() == 48)
+            );
+            assert_eq!(report.partial, None);
+        }
+        // A real snapshot is the snapshot only for a wpt terminal.
+        let mut snapshot = vehicle_2016();
+        InfoItem::Wpt(Box::new(crate::sample::wpt_snapshot("ST-1", 1, 0)), vec![])
+            .encode(&mut snapshot);
+        let standard = Realtime::decode(Edition::V2016, &unit(&snapshot), Profile::Standard);
+        assert!(matches!(
+            standard.unwrap().items[1],
+            InfoItem::Vendor { code: 0x80, .. }
+        ));
+        let wpt = Realtime::decode(Edition::V2016, &unit(&snapshot), Profile::Wpt).unwrap();
+        assert!(matches!(wpt.items[1], InfoItem::Wpt(..)));
+    }
+
+    #[test]
+    fn a_vendor_type_without_a_length_keeps_the_items_before_it() {
+        // 0x81 followed by bytes whose "length" 0x0102 runs past the end.
+        let mut items = vehicle_2016();
+        items.extend_from_slice(&[0x81, 0x01, 0x02, 0x03, 0x04]);
+        let data = unit(&items);
+        let report = Realtime::decode(Edition::V2016, &data, Profile::Standard).unwrap();
+        assert!(matches!(report.items[0], InfoItem::Vehicle(_)));
+        assert_eq!(
+            report.items[1],
+            InfoItem::Unparsed {
+                code: 0x81,
+                rest: vec![0x01, 0x02, 0x03, 0x04]
+            }
+        );
+        let partial = report.partial.unwrap();
+        assert_eq!(partial.offset, 6 + 21);
+        assert_eq!(
+            partial.reason,
+            PartialReason::VendorLength { declared: 0x0102 }
+        );
+        let mut again = Vec::new();
+        report.encode(&mut again);
+        assert_eq!(again, data);
+    }
+
+    #[test]
+    fn truncated_standard_types_are_partial_in_2016_and_errors_in_2025() {
+        let mut items = vehicle_2016();
+        items.extend_from_slice(&[0x05, 0x00, 0x01]); // position needs 9 bytes
+        let report = Realtime::decode(Edition::V2016, &unit(&items), Profile::Standard).unwrap();
+        assert_eq!(
+            report.partial.unwrap().reason,
+            PartialReason::Truncated { need: 9 }
+        );
+        let err = Realtime::decode(
+            Edition::V2025,
+            &unit(&[0x05, 0x00, 0x01]),
+            Profile::Standard,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("truncated info type 0x05"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sentinel_counts_carry_no_entries_and_round_trip() {
+        // 2025 motors with count 0xFF, then engine.
+        let data = unit(&[0x02, 0xFF, 0x04, 0x03, 0xE8]);
+        let report = Realtime::decode(Edition::V2025, &data, Profile::Standard).unwrap();
+        match &report.items[0] {
+            InfoItem::Motors2025(m) => {
+                assert_eq!(m.count, Value::Invalid);
+                assert!(m.entries.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut again = Vec::new();
+        report.encode(&mut again);
+        assert_eq!(again, data);
+    }
+
+    #[test]
+    fn signing_covers_everything_before_the_marker() {
+        let signer = crate::sign::Sm2Signer::from_seed(b"v");
+        let mut report = Realtime {
+            edition: Edition::V2025,
+            time: time(),
+            items: vec![InfoItem::Engine2025(Engine2025 {
+                crankshaft_rpm: Value::Valid(900),
+            })],
+            partial: None,
+        };
+        report.sign(|bytes| signer.sign(bytes));
+        let mut data = Vec::new();
+        report.encode(&mut data);
+        let decoded = Realtime::decode(Edition::V2025, &data, Profile::Standard).unwrap();
+        assert_eq!(decoded, report);
+        let signed = decoded.signed_len().unwrap();
+        assert_eq!(signed, 6 + 3);
+        assert_eq!(data[signed], 0xFF);
+        signer
+            .public_key()
+            .verify(decoded.signature().unwrap(), &data[..signed])
+            .unwrap();
+    }
+}

@@ -30,6 +30,12 @@ pub enum Reason {
     Malformed,
     /// A command the profile does not define for uplink.
     UnknownCommand,
+    /// A 2025 report whose signature does not verify with the terminal's registered key.
+    SignatureFailed,
+    /// A 2025 report without a signature, from ingest configured to require one.
+    SignatureMissing,
+    /// A platform login (0x05) with an unknown platform id, username or password.
+    LoginRefused,
     /// A frame for another VIN than the one the connection logged in with.
     VinMismatch,
     /// Data before the terminal logged in on this connection.
@@ -46,7 +52,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in documentation order.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Garbage,
         Reason::TooLong,
         Reason::Truncated,
@@ -58,6 +64,9 @@ impl Reason {
         Reason::DecryptFailed,
         Reason::Malformed,
         Reason::UnknownCommand,
+        Reason::SignatureFailed,
+        Reason::SignatureMissing,
+        Reason::LoginRefused,
         Reason::VinMismatch,
         Reason::NotLoggedIn,
         Reason::UnexpectedReply,
@@ -80,6 +89,9 @@ impl Reason {
             Reason::DecryptFailed => "decrypt_failed",
             Reason::Malformed => "malformed",
             Reason::UnknownCommand => "unknown_command",
+            Reason::SignatureFailed => "signature_failed",
+            Reason::SignatureMissing => "signature_missing",
+            Reason::LoginRefused => "login_refused",
             Reason::VinMismatch => "vin_mismatch",
             Reason::NotLoggedIn => "not_logged_in",
             Reason::UnexpectedReply => "unexpected_reply",

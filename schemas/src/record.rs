@@ -1,23 +1,28 @@
-//! Decoded records and their JSON form: what `chargewatch decode` prints, what the HTTP API and
-//! the optional JSON mirror topic carry. The JSON schema, with a full example, is in this
-//! crate's `README.md`.
+//! The record view of a report: one flat JSON object per real-time or reissue frame, the same
+//! shape in both editions, named as the telemetry columns are. It is what the optional JSON
+//! mirror topic carries and what `chargewatch decode` prints by default (the wire view, item
+//! by item, is in [`crate::view`]). The JSON schema, with a full example, is in this crate's
+//! `README.md`.
 //!
-//! A [`TelemetryRecord`] is one real-time or reissue report: terminal time converted to UTC
-//! microseconds (`event_time_us`), the time ingest received it (`received_time_us`), and a
-//! deterministic [`FrameId`] for downstream de-duplication.
+//! A [`TelemetryRecord`] takes the first item of each kind (the frame itself, kept on the
+//! topic, still has every one). 2025 items land under the names 2016 uses where they mean the
+//! same (a 2025 pack is a 2016 storage subsystem, 2025's alarm is 2016's alarms); fields 2016
+//! lacks get their own names (`coord_system`, `fc_stacks`, `supercap`, …).
 
 use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::crypto::{Cipher, KeyStore};
-use crate::error::Result;
-use crate::frame::{Command, Flag, Frame, Header, Vin};
-use crate::payload::{Opened, Payload, open, open_reply};
+use crate::crypto::{Cipher, Profile};
+use crate::fields::Value;
+use crate::frame::{Command, Header, Vin};
+use crate::items2016::{StorageTemperature, StorageVoltage};
 use crate::realtime::{
-    Alarms, DriveMotor, Extremes, InfoItem, Position, Realtime, StorageTemperature, StorageVoltage,
-    Vehicle, WptSnapshot,
+    Alarms, DriveMotor, Engine, Engine2025, Extremes, FcStack, FuelCell, FuelCell2025, InfoItem,
+    Motor2025, Partial, Position, Position2025, Realtime, StorageVoltageHead, Supercap,
+    SupercapExtremes, Vehicle, Vehicle2025, WptSnapshot,
 };
+use crate::sign::SignatureStatus;
 use crate::time::TerminalTime;
 
 /// A deterministic 128-bit frame identity: XXH3-128 of the VIN, the command class, the terminal
@@ -50,15 +55,14 @@ impl FrameId {
     /// The id of a decoded report.
     pub fn of_report(vin: &Vin, command: Command, report: &Realtime) -> Self {
         let mut codes = [0u8; ID_TYPE_CODES];
-        let n = report.items.len().min(ID_TYPE_CODES);
-        for (slot, item) in codes.iter_mut().zip(&report.items) {
-            *slot = item.type_code();
+        let mut n = 0;
+        for (slot, code) in codes.iter_mut().zip(report.type_codes()) {
+            *slot = code;
+            n += 1;
         }
         FrameId::new(vin, command, report.time, &codes[..n])
     }
-}
 
-impl FrameId {
     /// The id as 32 lowercase hex digits, without allocating.
     pub fn hex(&self) -> [u8; 32] {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -88,6 +92,22 @@ fn serialize_display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::O
     s.collect_str(v)
 }
 
+fn serialize_name<T: Copy + Into<&'static str>, S: Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str((*v).into()),
+        None => s.serialize_none(),
+    }
+}
+
+impl From<SignatureStatus> for &'static str {
+    fn from(status: SignatureStatus) -> &'static str {
+        status.name()
+    }
+}
+
 /// A vendor item, hex-encoded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VendorItem {
@@ -96,11 +116,15 @@ pub struct VendorItem {
     pub data_hex: String,
 }
 
-/// Bytes after a type the decoder could not place, hex-encoded and flagged.
+/// Where the walk over the items stopped, and the bytes from there, hex-encoded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UnparsedTail {
     #[serde(rename = "type")]
     pub type_code: u8,
+    /// Offset of that type byte in the data unit.
+    pub offset: usize,
+    /// `unknown_type`, `vendor_length` or `truncated`.
+    pub reason: &'static str,
     pub rest_hex: String,
 }
 
@@ -117,15 +141,63 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Whole-vehicle data of either edition, flattened into the record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum VehicleData {
+    V2016(Vehicle),
+    V2025(Vehicle2025),
+}
+
+/// A drive motor of either edition (2025 has no controller voltage or current).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum MotorData {
+    V2016(DriveMotor),
+    V2025(Motor2025),
+}
+
+/// Fuel-cell data of either edition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum FuelCellData {
+    V2016(FuelCell),
+    V2025(FuelCell2025),
+}
+
+/// Engine data of either edition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EngineData {
+    V2016(Engine),
+    V2025(Engine2025),
+}
+
+/// Position of either edition (2025 adds `coord_system`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PositionData {
+    V2016(Position),
+    V2025(Position2025),
+}
+
 /// One real-time or reissue report, decoded, with its identity and times.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TelemetryRecord {
     pub frame_id: FrameId,
     #[serde(serialize_with = "serialize_display")]
     pub vin: Vin,
+    /// 2016 or 2025.
+    pub edition: u16,
     pub command: u8,
     pub command_name: &'static str,
     pub cipher: &'static str,
+    /// The profile the data unit was read with (`standard` or `wpt`).
+    pub profile: &'static str,
     /// Terminal time as sent, RFC 3339 with its +08:00 offset.
     #[serde(serialize_with = "serialize_display")]
     pub time: TerminalTime,
@@ -133,20 +205,43 @@ pub struct TelemetryRecord {
     pub event_time_us: i64,
     /// When ingest received the frame, UTC microseconds.
     pub received_time_us: i64,
+    /// 2025: `verified`, `unverified` or `missing`; absent for 2016.
+    #[serde(
+        serialize_with = "serialize_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub signature: Option<SignatureStatus>,
+    /// Some bytes could not be delimited; see `unparsed`.
+    #[serde(skip_serializing_if = "is_false")]
+    pub partial: bool,
     #[serde(flatten)]
-    pub vehicle: Option<Vehicle>,
+    pub vehicle: Option<VehicleData>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub motors: Vec<DriveMotor>,
+    pub motors: Vec<MotorData>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub position: Option<Position>,
+    pub fuel_cell: Option<FuelCellData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<PositionData>,
+    /// 2016's type 0x06; for 2025 (which dropped it) computed from the packs' cells and
+    /// probes, see [`Extremes::derive`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extremes: Option<Extremes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alarms: Option<Alarms>,
+    /// Cell voltages per subsystem (2016) or pack (2025).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub storage_voltages: Vec<StorageVoltage>,
+    /// Probe temperatures per subsystem (2016) or pack (2025).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub storage_temperatures: Vec<StorageTemperature>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fc_stacks: Vec<FcStack>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supercap: Option<Supercap>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supercap_extremes: Option<SupercapExtremes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wpt: Option<WptRecord>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -155,196 +250,134 @@ pub struct TelemetryRecord {
     pub unparsed: Option<UnparsedTail>,
 }
 
+/// A 2025 pack's voltages in the 2016 subsystem form.
+pub fn pack_as_subsystem(pack: &crate::realtime::PackVoltages) -> StorageVoltage {
+    StorageVoltage {
+        head: StorageVoltageHead {
+            subsystem: pack.head.pack_no,
+            storage_voltage_v: pack.head.voltage_v,
+            storage_current_a: pack.head.current_a,
+            total_cells: pack.cell_count,
+            first_cell: Value::Valid(1),
+        },
+        cell_voltages_v: pack.cells_v.clone(),
+    }
+}
+
+/// What the record says about the frame beyond its report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportMeta {
+    pub header: Header,
+    pub cipher: Cipher,
+    pub profile: Profile,
+    /// The signature check's outcome (2025), `None` for 2016.
+    pub signature: Option<SignatureStatus>,
+    pub received_time_us: i64,
+}
+
 impl TelemetryRecord {
-    /// Builds the record of a report. When a type repeats in one frame, the first one wins
-    /// (the frame itself, kept on the topic, still has both).
-    pub fn new(
-        header: &Header,
-        cipher: Cipher,
-        report: &Realtime,
-        received_time_us: i64,
-    ) -> TelemetryRecord {
+    /// Builds the record of a report. When a type repeats in one frame, the first one wins.
+    pub fn new(meta: &ReportMeta, report: &Realtime) -> TelemetryRecord {
+        let header = &meta.header;
         let mut record = TelemetryRecord {
             frame_id: FrameId::of_report(&header.vin, header.command, report),
             vin: header.vin,
+            edition: report.edition.year(),
             command: header.command.code(),
             command_name: header.command.name(),
-            cipher: cipher.name(),
+            cipher: meta.cipher.name(),
+            profile: meta.profile.name(),
             time: report.time,
             event_time_us: report.time.utc_micros(),
-            received_time_us,
+            received_time_us: meta.received_time_us,
+            signature: meta.signature,
+            partial: report.partial.is_some(),
             vehicle: None,
             motors: Vec::new(),
+            fuel_cell: None,
+            engine: None,
             position: None,
             extremes: None,
             alarms: None,
             storage_voltages: Vec::new(),
             storage_temperatures: Vec::new(),
+            fc_stacks: Vec::new(),
+            supercap: None,
+            supercap_extremes: None,
             wpt: None,
             vendor: Vec::new(),
             unparsed: None,
         };
         for item in &report.items {
-            match item {
-                InfoItem::Vehicle(v) => {
-                    record.vehicle.get_or_insert_with(|| v.clone());
-                }
-                InfoItem::DriveMotors(m) if record.motors.is_empty() => record.motors = m.clone(),
-                InfoItem::Position(p) => {
-                    record.position.get_or_insert_with(|| p.clone());
-                }
-                InfoItem::Extremes(e) => {
-                    record.extremes.get_or_insert_with(|| e.clone());
-                }
-                InfoItem::Alarms(a) => {
-                    record.alarms.get_or_insert_with(|| a.clone());
-                }
-                InfoItem::StorageVoltages(s) if record.storage_voltages.is_empty() => {
-                    record.storage_voltages = s.clone()
-                }
-                InfoItem::StorageTemperatures(s) if record.storage_temperatures.is_empty() => {
-                    record.storage_temperatures = s.clone()
-                }
-                InfoItem::Wpt(snapshot, extra) => {
-                    record.wpt.get_or_insert_with(|| WptRecord {
-                        snapshot: (**snapshot).clone(),
-                        extension_len: extra.len(),
-                    });
-                }
-                InfoItem::Vendor { code, data } => record.vendor.push(VendorItem {
-                    type_code: *code,
-                    data_hex: hex::encode_upper(data),
-                }),
-                InfoItem::Unparsed { code, rest } => {
-                    record.unparsed = Some(UnparsedTail {
-                        type_code: *code,
-                        rest_hex: hex::encode_upper(rest),
-                    })
-                }
-                _ => {}
-            }
+            record.add(item, report.partial.as_ref());
+        }
+        if report.edition == crate::frame::Edition::V2025 && record.extremes.is_none() {
+            record.extremes =
+                Extremes::derive(&record.storage_voltages, &record.storage_temperatures);
         }
         record
     }
-}
 
-/// A non-telemetry request (login, logout, heartbeat, time calibration) as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EventRecord {
-    #[serde(serialize_with = "serialize_display")]
-    pub vin: Vin,
-    pub command: u8,
-    pub command_name: &'static str,
-    pub cipher: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_time_us: Option<i64>,
-    pub received_time_us: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub login_seq: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iccid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subsystems: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub logout_seq: Option<u16>,
-}
-
-impl EventRecord {
-    /// The event of a frame with `header`, sent with `cipher`, carrying `time` if any.
-    pub fn new(
-        header: &Header,
-        cipher: Cipher,
-        time: Option<TerminalTime>,
-        received_time_us: i64,
-    ) -> Self {
-        EventRecord {
-            vin: header.vin,
-            command: header.command.code(),
-            command_name: header.command.name(),
-            cipher: cipher.name(),
-            time: time.map(|t| t.to_string()),
-            event_time_us: time.map(|t| t.utc_micros()),
-            received_time_us,
-            login_seq: None,
-            iccid: None,
-            subsystems: None,
-            logout_seq: None,
-        }
-    }
-}
-
-/// Any decoded request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Record {
-    Telemetry(Box<TelemetryRecord>),
-    Event(EventRecord),
-}
-
-impl Record {
-    pub fn new(opened: &Opened, received_time_us: i64) -> Record {
-        let header = &opened.header;
-        let mut event = EventRecord::new(
-            header,
-            opened.cipher,
-            opened.payload.time(),
-            received_time_us,
-        );
-        match &opened.payload {
-            Payload::Realtime(r) | Payload::Reissue(r) => Record::Telemetry(Box::new(
-                TelemetryRecord::new(header, opened.cipher, r, received_time_us),
-            )),
-            Payload::Login(login) => {
-                event.login_seq = Some(login.login_seq);
-                event.iccid = Some(login.iccid.clone());
-                event.subsystems = Some(login.subsystems.clone());
-                Record::Event(event)
+    fn add(&mut self, item: &InfoItem, partial: Option<&Partial>) {
+        fn first<T>(slot: &mut Option<T>, value: impl FnOnce() -> T) {
+            if slot.is_none() {
+                *slot = Some(value());
             }
-            Payload::Logout(logout) => {
-                event.logout_seq = Some(logout.logout_seq);
-                Record::Event(event)
-            }
-            Payload::Heartbeat | Payload::TimeCalibration => Record::Event(event),
         }
-    }
-}
-
-/// What `chargewatch decode` prints for a frame: its header fields and its record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DecodedFrame {
-    pub flag: u8,
-    pub enc: u8,
-    pub data_unit_len: usize,
-    #[serde(flatten)]
-    pub record: Record,
-}
-
-impl DecodedFrame {
-    /// Opens and decodes any frame: a request (with `keys`, or plain without) or a platform
-    /// reply (opened with the VIN's key when `keys` has it).
-    pub fn decode(frame: &Frame, keys: Option<&KeyStore>, received_time_us: i64) -> Result<Self> {
-        let header = &frame.header;
-        let mut scratch = Vec::new();
-        let record = if header.flag == Flag::Command {
-            Record::new(&open(frame, keys, &mut scratch)?, received_time_us)
-        } else {
-            let key = keys.and_then(|k| k.get(&header.vin).ok());
-            let reply = open_reply(frame, key.map(|k| &**k), &mut scratch)?;
-            let cipher = Cipher::from_encryption(header.encryption)?;
-            Record::Event(EventRecord::new(
-                header,
-                cipher,
-                reply.time,
-                received_time_us,
-            ))
-        };
-        Ok(DecodedFrame {
-            flag: header.flag.code(),
-            enc: header.encryption.code(),
-            data_unit_len: frame.data().len(),
-            record,
-        })
+        match item {
+            InfoItem::Vehicle(v) => first(&mut self.vehicle, || VehicleData::V2016(v.clone())),
+            InfoItem::Vehicle2025(v) => first(&mut self.vehicle, || VehicleData::V2025(v.clone())),
+            InfoItem::DriveMotors(m) if self.motors.is_empty() => {
+                self.motors = m.iter().cloned().map(MotorData::V2016).collect()
+            }
+            InfoItem::Motors2025(m) if self.motors.is_empty() => {
+                self.motors = m.entries.iter().cloned().map(MotorData::V2025).collect()
+            }
+            InfoItem::FuelCell(f) => first(&mut self.fuel_cell, || FuelCellData::V2016(f.clone())),
+            InfoItem::FuelCell2025(f) => {
+                first(&mut self.fuel_cell, || FuelCellData::V2025(f.clone()))
+            }
+            InfoItem::Engine(e) => first(&mut self.engine, || EngineData::V2016(e.clone())),
+            InfoItem::Engine2025(e) => first(&mut self.engine, || EngineData::V2025(e.clone())),
+            InfoItem::Position(p) => first(&mut self.position, || PositionData::V2016(p.clone())),
+            InfoItem::Position2025(p) => {
+                first(&mut self.position, || PositionData::V2025(p.clone()))
+            }
+            InfoItem::Extremes(e) => first(&mut self.extremes, || e.clone()),
+            InfoItem::Alarms(a) => first(&mut self.alarms, || a.clone()),
+            InfoItem::Alarm2025(a) => first(&mut self.alarms, || a.to_alarms()),
+            InfoItem::StorageVoltages(s) if self.storage_voltages.is_empty() => {
+                self.storage_voltages = s.clone()
+            }
+            InfoItem::CellVoltages2025(packs) if self.storage_voltages.is_empty() => {
+                self.storage_voltages = packs.entries.iter().map(pack_as_subsystem).collect()
+            }
+            InfoItem::StorageTemperatures(s) if self.storage_temperatures.is_empty() => {
+                self.storage_temperatures = s.clone()
+            }
+            InfoItem::Temperatures2025(packs) if self.storage_temperatures.is_empty() => {
+                self.storage_temperatures = packs.entries.iter().map(|p| p.to_storage()).collect()
+            }
+            InfoItem::FcStacks(stacks) if self.fc_stacks.is_empty() => {
+                self.fc_stacks = stacks.entries.clone()
+            }
+            InfoItem::Supercap(s) => first(&mut self.supercap, || s.clone()),
+            InfoItem::SupercapExtremes(e) => first(&mut self.supercap_extremes, || e.clone()),
+            InfoItem::Wpt(snapshot, extra) => first(&mut self.wpt, || WptRecord {
+                snapshot: (**snapshot).clone(),
+                extension_len: extra.len(),
+            }),
+            InfoItem::Vendor { code, data } => self.vendor.push(VendorItem {
+                type_code: *code,
+                data_hex: hex::encode_upper(data),
+            }),
+            InfoItem::Unparsed { code, rest } => first(&mut self.unparsed, || UnparsedTail {
+                type_code: *code,
+                offset: partial.map_or(0, |p| p.offset),
+                reason: partial.map_or("unknown_type", |p| p.reason.as_str()),
+                rest_hex: hex::encode_upper(rest),
+            }),
+            _ => {}
+        }
     }
 }

@@ -2,8 +2,13 @@
 //! fleet simulator with charging physics lives in ingest.
 
 use crate::fields::Value::Valid;
-use crate::payload::{Login, Payload};
-use crate::realtime::{Alarms, InfoItem, Realtime, Vehicle, WptSnapshot};
+use crate::frame::Edition;
+use crate::items2025::Counted;
+use crate::payload::{Login, LoginCodes, Payload};
+use crate::realtime::{
+    Alarm2025, Alarms, InfoItem, PackTemperatures, PackVoltageHead, PackVoltages, Position2025,
+    Realtime, Vehicle, Vehicle2025, WptSnapshot,
+};
 use crate::time::TerminalTime;
 
 /// A WPT snapshot of a vehicle charging at about 7 kW; `step` varies the readings a little.
@@ -87,32 +92,112 @@ pub fn vehicle(soc_pct: i64) -> Vehicle {
     }
 }
 
-/// The report a charging terminal sends each second: vehicle data, alarms and the snapshot.
-pub fn wpt_report(time: TerminalTime, station_id: &str, step: u32) -> Payload {
-    Payload::Realtime(Realtime {
-        time,
-        items: vec![
+/// Whole-vehicle data of a 2025 car parked and charging.
+pub fn vehicle_2025(soc_pct: i64) -> Vehicle2025 {
+    Vehicle2025 {
+        vehicle_state: Valid(1),
+        charging_state: Valid(1),
+        run_mode: Valid(1),
+        speed_kmh: Valid(0.0),
+        odometer_km: Valid(12345.6),
+        total_voltage_v: Valid(400.0),
+        total_current_a: Valid(-20.0),
+        soc_pct: Valid(soc_pct),
+        dcdc_state: Valid(1),
+        gear: Valid(0x0F),
+        insulation_kohm: Valid(5000),
+    }
+}
+
+/// No 2025 alarm.
+pub fn no_alarm_2025() -> Alarm2025 {
+    Alarm2025 {
+        max_level: Valid(0),
+        general_flags: Valid(0),
+        storage_faults: Counted::of(Vec::new()),
+        motor_faults: Counted::of(Vec::new()),
+        engine_faults: Counted::of(Vec::new()),
+        other_faults: Counted::of(Vec::new()),
+        general_levels: Counted::of(Vec::new()),
+    }
+}
+
+/// One 2025 pack of `cells` cells around 3.4 V (`step` varies them a little).
+pub fn pack_2025(pack_no: i64, cells: usize, step: u32) -> PackVoltages {
+    PackVoltages {
+        head: PackVoltageHead {
+            pack_no: Valid(pack_no),
+            voltage_v: Valid(3.4 * cells as f64),
+            current_a: Valid(-20.0),
+        },
+        cell_count: Valid(cells as i64),
+        cells_v: (0..cells)
+            .map(|i| Valid(3.390 + 0.001 * ((i as u32 + step) % 9) as f64))
+            .collect(),
+    }
+}
+
+/// The report a charging terminal sends each second, in `edition`: vehicle data, alarms and
+/// the snapshot; 2025 reports add position, one pack's cells and probes (unsigned: a terminal
+/// signs what it sends, see [`Realtime::sign`]).
+pub fn wpt_report_in(edition: Edition, time: TerminalTime, station_id: &str, step: u32) -> Payload {
+    let snapshot = InfoItem::Wpt(Box::new(wpt_snapshot(station_id, 1, step)), Vec::new());
+    let items = match edition {
+        Edition::V2016 => vec![
             InfoItem::Vehicle(vehicle(55)),
-            InfoItem::Alarms(Alarms {
-                max_level: Valid(0),
-                general_flags: Valid(0),
-                storage_faults: Vec::new(),
-                motor_faults: Vec::new(),
-                engine_faults: Vec::new(),
-                other_faults: Vec::new(),
-            }),
-            InfoItem::Wpt(Box::new(wpt_snapshot(station_id, 1, step)), Vec::new()),
+            InfoItem::Alarms(Alarms::none(Edition::V2016)),
+            snapshot,
         ],
+        Edition::V2025 => vec![
+            InfoItem::Vehicle2025(vehicle_2025(55)),
+            InfoItem::Position2025(Position2025 {
+                position_status: Valid(0),
+                coord_system: Valid(1),
+                longitude_deg: Valid(121.473701),
+                latitude_deg: Valid(31.230416),
+            }),
+            InfoItem::Alarm2025(no_alarm_2025()),
+            InfoItem::CellVoltages2025(Counted::of(vec![pack_2025(1, 12, step)])),
+            InfoItem::Temperatures2025(Counted::of(vec![PackTemperatures {
+                pack_no: Valid(1),
+                probe_count: Valid(4),
+                temps_c: vec![Valid(27), Valid(28), Valid(28), Valid(29)],
+            }])),
+            snapshot,
+        ],
+    };
+    Payload::Realtime(Realtime {
+        edition,
+        time,
+        items,
+        partial: None,
     })
 }
 
-/// A login with one storage subsystem.
+/// The 2016 report a charging terminal sends each second: vehicle data, alarms and snapshot.
+pub fn wpt_report(time: TerminalTime, station_id: &str, step: u32) -> Payload {
+    wpt_report_in(Edition::V2016, time, station_id, step)
+}
+
+/// A 2016 login with one storage subsystem.
 pub fn login(time: TerminalTime, login_seq: u16) -> Payload {
     Payload::Login(Login {
         time,
         login_seq,
         iccid: "89860012345678901234".into(),
-        code_len: 4,
-        subsystems: vec!["B001".into()],
+        codes: LoginCodes::Subsystems {
+            code_len: 4,
+            codes: vec!["B001".into()],
+        },
+    })
+}
+
+/// A 2025 login with one battery-management system and one pack.
+pub fn login_2025(time: TerminalTime, login_seq: u16) -> Payload {
+    Payload::Login(Login {
+        time,
+        login_seq,
+        iccid: "89860626000000000001".into(),
+        codes: LoginCodes::Bms(vec![vec!["PACK-2025-B1-P1-00000001".into()]]),
     })
 }

@@ -1,6 +1,5 @@
 //! Sink settings, parsed once at start into typed values.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -18,8 +17,9 @@ pub struct SinkConfig {
     pub lake: String,
     /// Object store options, by object_store's names: `aws_endpoint`, `aws_region`,
     /// `aws_access_key_id`, `aws_secret_access_key`, `aws_allow_http`, `google_…`, `azure_…`.
-    /// For S3 the `AWS_*` environment variables are read first; these override them.
-    pub storage: BTreeMap<String, String>,
+    /// For S3 the `AWS_*` environment variables are read first; these override them. Secret
+    /// ones (`aws_secret_access_key`, …) are never shown.
+    pub storage: schemas::secret::Properties,
     /// Admin HTTP listener: `/metrics`, `/healthz`, `/readyz`.
     pub admin_listen: SocketAddr,
     /// A roll (the open files of one topic partition) closes at this many encoded bytes…
@@ -42,7 +42,7 @@ impl Default for SinkConfig {
         SinkConfig {
             group_id: "chargewatch-sink".into(),
             lake: "./data/lake".into(),
-            storage: BTreeMap::new(),
+            storage: Default::default(),
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9467)),
             roll_max_bytes: 128 << 20,
             roll_max_rows: NonZeroUsize::new(1_000_000).unwrap_or(NonZeroUsize::MIN),

@@ -37,7 +37,7 @@ use rdkafka::consumer::{
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::arrow::TelemetryDecoder;
-use schemas::message::{DeadLetter, KafkaSettings, Topics, headers};
+use schemas::message::{DeadLetter, KafkaSettings, MessageMeta, Topics};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SinkConfig;
@@ -214,17 +214,18 @@ struct Worker {
     uploads: usize,
 }
 
-/// The received time of a message: ingest's header when present, else the broker timestamp.
-fn received_us(message: &BorrowedMessage<'_>) -> i64 {
-    let from_header = message.headers().and_then(|h| {
-        h.iter()
-            .find(|h| h.key == headers::RECEIVED_US)
-            .and_then(|h| h.value)
-            .and_then(schemas::message::TelemetryHeaders::parse_received_us)
-    });
-    from_header
+/// What a message's headers say (received time, profile, signature); the received time falls
+/// back to the broker timestamp, then to now.
+fn message_meta(message: &BorrowedMessage<'_>) -> (i64, MessageMeta) {
+    let meta = message
+        .headers()
+        .map(|h| MessageMeta::from_pairs(h.iter().filter_map(|h| Some((h.key, h.value?)))))
+        .unwrap_or_default();
+    let received_us = meta
+        .received_us
         .or_else(|| message.timestamp().to_millis().map(|ms| ms * 1000))
-        .unwrap_or_else(schemas::time::now_us)
+        .unwrap_or_else(schemas::time::now_us);
+    (received_us, meta)
 }
 
 impl Worker {
@@ -295,10 +296,12 @@ impl Worker {
         } else {
             None
         };
+        let (received_us, meta) = message_meta(message);
         slot.pending.push(
             offset,
             message.payload().unwrap_or_default(),
-            received_us(message),
+            received_us,
+            meta,
             dead,
         );
         self.metrics

@@ -14,7 +14,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use schemas::arrow::{Message, TelemetryDecoder};
-use schemas::message::{DeadLetter, EventMessage, Topics};
+use schemas::message::{DeadLetter, EventMessage, MessageMeta, Topics};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -84,6 +84,8 @@ pub struct Pending {
     spans: Vec<(usize, usize)>,
     offsets: Vec<i64>,
     received_us: Vec<i64>,
+    /// Telemetry: each message's profile and signature status (headers).
+    meta: Vec<MessageMeta>,
     dead: Vec<Option<DeadLetter>>,
 }
 
@@ -106,16 +108,27 @@ impl Pending {
             spans: Vec::new(),
             offsets: Vec::new(),
             received_us: Vec::new(),
+            meta: Vec::new(),
             dead: Vec::new(),
         }
     }
 
-    /// Adds one message; `dead` carries a dead letter's header values.
-    pub fn push(&mut self, offset: i64, value: &[u8], received_us: i64, dead: Option<DeadLetter>) {
+    /// Adds one message; `meta` is what its headers say, `dead` a dead letter's header values.
+    pub fn push(
+        &mut self,
+        offset: i64,
+        value: &[u8],
+        received_us: i64,
+        meta: MessageMeta,
+        dead: Option<DeadLetter>,
+    ) {
         self.spans.push((self.bytes.len(), value.len()));
         self.bytes.extend_from_slice(value);
         self.offsets.push(offset);
         self.received_us.push(received_us);
+        if self.table == Table::Telemetry {
+            self.meta.push(meta);
+        }
         if self.table == Table::DeadLetters {
             self.dead.push(dead);
         }
@@ -146,6 +159,7 @@ impl Pending {
         self.spans.clear();
         self.offsets.clear();
         self.received_us.clear();
+        self.meta.clear();
         self.dead.clear();
         decoded
     }
@@ -155,6 +169,8 @@ impl Pending {
             .map(|i| Message {
                 value: self.value(i),
                 received_us: self.received_us[i],
+                profile: self.meta[i].profile,
+                signature: self.meta[i].signature,
             })
             .collect();
         let out = decoder.decode(&messages)?;
@@ -388,6 +404,7 @@ struct EventBuilders {
     login_seq: UInt16Builder,
     iccid: StringBuilder,
     detail: StringBuilder,
+    edition: UInt16Builder,
 }
 
 impl Default for EventBuilders {
@@ -401,6 +418,7 @@ impl Default for EventBuilders {
             login_seq: UInt16Builder::new(),
             iccid: StringBuilder::new(),
             detail: StringBuilder::new(),
+            edition: UInt16Builder::new(),
         }
     }
 }
@@ -421,6 +439,7 @@ fn event_row(
     b.login_seq.append_option(event.login_seq);
     b.iccid.append_option(event.iccid.as_deref());
     b.detail.append_option(event.detail.as_deref());
+    b.edition.append_option(event.edition);
     Ok(())
 }
 
@@ -434,6 +453,7 @@ fn event_columns(mut b: EventBuilders) -> Vec<ArrayRef> {
         Arc::new(b.login_seq.finish()),
         Arc::new(b.iccid.finish()),
         Arc::new(b.detail.finish()),
+        Arc::new(b.edition.finish()),
     ]
 }
 
@@ -455,8 +475,8 @@ mod tests {
             }
         });
         let mut pending = Pending::new(Table::Alerts);
-        pending.push(7, alert.to_string().as_bytes(), 0, None);
-        pending.push(8, b"{\"type\": 1}", 0, None);
+        pending.push(7, alert.to_string().as_bytes(), 0, Default::default(), None);
+        pending.push(8, b"{\"type\": 1}", 0, Default::default(), None);
         let out = pending.decode(&mut TelemetryDecoder::new()).unwrap();
         assert_eq!(out.offsets, vec![7]);
         assert_eq!(out.refused.len(), 1);
@@ -480,9 +500,10 @@ mod tests {
             1,
             br#"{"kind":"login","time_us":5,"received_time_us":6,"peer":"1.2.3.4:5"}"#,
             0,
+            Default::default(),
             None,
         );
-        events.push(2, b"not json", 0, None);
+        events.push(2, b"not json", 0, Default::default(), None);
         let out = events.decode(&mut TelemetryDecoder::new()).unwrap();
         assert_eq!((out.offsets, out.refused.len()), (vec![1], 1));
     }
@@ -490,7 +511,7 @@ mod tests {
     #[test]
     fn dead_letters_without_labels_are_kept() {
         let mut pending = Pending::new(Table::DeadLetters);
-        pending.push(3, b"\x23\x23junk", 42, None);
+        pending.push(3, b"\x23\x23junk", 42, Default::default(), None);
         let out = pending.decode(&mut TelemetryDecoder::new()).unwrap();
         assert_eq!(out.batch.num_rows(), 1);
         let reason = out

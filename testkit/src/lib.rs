@@ -126,18 +126,14 @@ fn random_topics() -> Topics {
         events: unique("events"),
         deadletter: unique("deadletter"),
         alerts: unique("alerts"),
+        terminal_keys: unique("terminal-keys"),
     }
 }
 
 /// Random topic names (all five roles, the JSON mirror off), created in the mock cluster with `PARTITIONS` partitions.
 pub fn mock_topics(cluster: &MockCluster<'static, DefaultProducerContext>) -> Topics {
     let topics = random_topics();
-    for name in [
-        &topics.telemetry,
-        &topics.events,
-        &topics.deadletter,
-        &topics.alerts,
-    ] {
+    for (name, _) in topics.all() {
         cluster.create_topic(name, PARTITIONS, 1).unwrap();
     }
     topics
@@ -162,12 +158,7 @@ pub async fn create_topic_names(bootstrap: &str, names: &[&str]) {
 /// Random topic names, created with `PARTITIONS` partitions through the admin API.
 pub async fn create_topics(bootstrap: &str) -> Topics {
     let topics = random_topics();
-    let names = [
-        topics.telemetry.as_str(),
-        &topics.events,
-        &topics.deadletter,
-        &topics.alerts,
-    ];
+    let names: Vec<&str> = topics.all().into_iter().map(|(name, _)| name).collect();
     create_topic_names(bootstrap, &names).await;
     topics
 }

@@ -1,4 +1,4 @@
-//! `chargewatch decode` and `chargewatch demo` as an operator runs them.
+//! `decode`, `demo` and `check-config` as an operator runs them.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,7 +27,10 @@ fn vectors() -> Vec<Value> {
 /// A key file for the vectors: each encrypted vector's VIN with its cipher and key, and the
 /// plain vectors' VIN as `none`.
 fn key_file(dir: &std::path::Path, vectors: &[Value]) -> PathBuf {
-    let mut text = String::from("[[terminal]]\nvin = \"LWPTTEST000000001\"\ncipher = \"none\"\n");
+    // The public 2016 vectors are WPT terminals.
+    let mut text = String::from(
+        "default_profile = \"wpt\"\n\n[[terminal]]\nvin = \"LWPTTEST000000001\"\ncipher = \"none\"\n",
+    );
     // One VIN carries several ciphers across the vectors: pick the DES one, the one in the field.
     let des = vectors
         .iter()
@@ -74,7 +77,8 @@ fn decode_prints_the_wpt_snapshot_of_each_public_vector() {
     let mut checked = 0;
     for vector in vectors.iter().filter(|v| v["expect"].get("wpt").is_some()) {
         let hex = vector["hex"].as_str().unwrap();
-        let mut args = vec![hex];
+        // Without a key file, the profile of unregistered VINs says how 0x80 is read.
+        let mut args = vec![hex, "--profile", "wpt"];
         let key_arg;
         if let Some(key) = vector["key_hex"].as_str() {
             // 3DES and AES vectors reuse the DES VIN: give each its own key file.
@@ -86,7 +90,7 @@ fn decode_prints_the_wpt_snapshot_of_each_public_vector() {
             let file = dir.join(format!("{}.toml", vector["name"].as_str().unwrap()));
             std::fs::write(
                 &file,
-                format!("[[terminal]]\nvin = \"LWPTTEST000000002\"\ncipher = \"{cipher}\"\nkey = \"{key}\"\n"),
+                format!("[[terminal]]\nvin = \"LWPTTEST000000002\"\ncipher = \"{cipher}\"\nkey = \"{key}\"\nprofile = \"wpt\"\n"),
             )
             .unwrap();
             key_arg = file.display().to_string();
@@ -208,18 +212,113 @@ fn demo_runs_the_pipeline_on_the_embedded_broker() {
     ] {
         assert!(lake_line.contains(&expected), "{expected}: {text}");
     }
-    // The printed commands work on the lake the demo wrote.
+    // The printed commands work on the lake the demo wrote, as printed.
+    let commands: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("cargo run --release -- query --lake ")
+        })
+        .collect();
+    assert_eq!(commands.len(), 3, "{text}");
+    let mut answers = Vec::new();
+    for command in commands {
+        let sql = command
+            .split_once('"')
+            .and_then(|(_, rest)| rest.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("no quoted SQL in {command}"));
+        let out = chargewatch()
+            .args(["query", "--format", "csv", "--lake"])
+            .arg(dir.join("lake"))
+            .arg(sql)
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && answer.lines().count() > 1,
+            "{sql}: {answer}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answers.push(answer);
+    }
+    // Reports per hour and edition: the demo fleet mixes both editions.
+    assert!(
+        answers[0].contains(",2016,") && answers[0].contains(",2025,"),
+        "{}",
+        answers[0]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn check_config_shows_the_config_without_its_secrets() {
+    let dir = std::env::temp_dir().join(format!("chargewatch-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("chargewatch.toml");
+    std::fs::write(
+        &file,
+        r#"
+[kafka]
+brokers = "kafka:9093"
+[kafka.properties]
+"security.protocol" = "SASL_SSL"
+"sasl.username" = "chargewatch"
+"sasl.password" = "kafka-pw-1"
+
+[[ingest.platforms]]
+id = "LWPT2025PLATFORM1"
+username = "lwpt-ingest"
+password = "platform-pw-2"
+cipher = "aes-128-cbc"
+key = "00112233445566778899aabbccddeeff"
+
+[sink]
+lake = "s3://lake/v1"
+[sink.storage]
+aws_access_key_id = "AKIDEXAMPLE"
+aws_secret_access_key = "s3-secret-3"
+
+[query]
+token = "query-token-4"
+"#,
+    )
+    .unwrap();
     let out = chargewatch()
-        .args(["query", "--format", "csv", "--lake"])
-        .arg(dir.join("lake"))
-        .arg("SELECT count(*) AS n FROM telemetry WHERE vin IS NOT NULL")
+        .args(["check-config", "--config"])
+        .arg(&file)
         .output()
         .unwrap();
-    assert_eq!(
+    let shown = format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
-        "n\n80\n",
-        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.status.success(), "{shown}");
+    for secret in [
+        "kafka-pw-1",
+        "platform-pw-2",
+        "00112233445566778899aabbccddeeff",
+        "s3-secret-3",
+        "query-token-4",
+    ] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+    }
+    // What is not secret is shown, so the output still says what the roles run with.
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        config["kafka"]["properties"]["sasl.username"],
+        "chargewatch"
+    );
+    assert_eq!(config["kafka"]["properties"]["sasl.password"], "<redacted>");
+    assert_eq!(
+        config["sink"]["storage"]["aws_access_key_id"],
+        "AKIDEXAMPLE"
+    );
+    assert_eq!(
+        config["sink"]["storage"]["aws_secret_access_key"],
+        "<redacted>"
+    );
+    assert_eq!(config["query"]["token"], "<redacted>");
+    assert_eq!(config["ingest"]["platforms"][0]["password"], "<redacted>");
     std::fs::remove_dir_all(&dir).ok();
 }

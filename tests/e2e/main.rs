@@ -5,4 +5,5 @@ mod cli;
 mod deploy;
 mod lifecycle;
 mod processor;
+mod published;
 mod sink;

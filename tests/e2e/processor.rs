@@ -1,4 +1,6 @@
 //! Simulator faults → ingest → Tansu → processor → alerts, and a processor restart mid-stream.
+//! The fleet is mixed: odd-numbered terminals speak the 2025 edition (SM2-signed), the others
+//! 2016, over every cipher; every rule must fire for both.
 //!
 //! Simulated time runs ten times faster than wall-clock time, so every window, lateness and
 //! quiet period (event time) passes in a tenth of it.
@@ -9,9 +11,9 @@ use std::time::Duration;
 use ingest::simulator::{self, Fault, SimConfig};
 use processor::runner::RunConfig;
 use processor::{Processor, ProcessorConfig};
+use schemas::KeyStore;
 use schemas::message::{KafkaSettings, Topics};
 use schemas::realtime::{InfoItem, Realtime, WptSnapshot};
-use schemas::{Cipher, KeyStore};
 use serde_json::Value;
 use testkit::{Record, Scratch, Tail, Tansu, create_topic_names, create_topics, metric};
 
@@ -38,7 +40,8 @@ fn processor_config(bootstrap: &str, topics: &Topics, group: &str) -> RunConfig 
     }
 }
 
-/// Ingest on `tansu` with a key file of `n` DES terminals; returns the server and the fleet.
+/// Ingest on `tansu` with a key file of `n` terminals (every cipher in turn); returns the
+/// server and the fleet.
 async fn ingest_with_fleet(
     tansu: &Tansu,
     topics: &Topics,
@@ -49,11 +52,7 @@ async fn ingest_with_fleet(
     Vec<(schemas::Vin, std::sync::Arc<schemas::TerminalKey>)>,
 ) {
     let key_path = scratch.0.join("keys.toml");
-    std::fs::write(
-        &key_path,
-        simulator::generate_key_file(n, Some(Cipher::DesCbc)),
-    )
-    .unwrap();
+    std::fs::write(&key_path, simulator::generate_key_file(n, None)).unwrap();
     let config = ingest::IngestConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
@@ -121,9 +120,27 @@ fn alarm_flags(report: &Realtime) -> i64 {
         .iter()
         .find_map(|item| match item {
             InfoItem::Alarms(a) => a.general_flags.valid(),
+            InfoItem::Alarm2025(a) => a.general_flags.valid(),
             _ => None,
         })
         .unwrap_or(0)
+}
+
+/// The spread of a 2025 report's pack, in mV.
+fn cell_spread_mv(report: &Realtime) -> f64 {
+    report
+        .items
+        .iter()
+        .find_map(|item| match item {
+            InfoItem::CellVoltages2025(packs) => packs.entries.first().map(|p| {
+                let cells: Vec<f64> = p.cells_v.iter().filter_map(|v| v.valid()).collect();
+                let max = cells.iter().copied().fold(f64::MIN, f64::max);
+                let min = cells.iter().copied().fold(f64::MAX, f64::min);
+                (max - min) * 1000.0
+            }),
+            _ => None,
+        })
+        .unwrap_or(0.0)
 }
 
 /// One injected fault and what must come of it.
@@ -149,7 +166,7 @@ fn i(x: Option<i64>) -> i64 {
     x.unwrap_or(-1)
 }
 
-const EXPECTED: [Expect; 10] = [
+const EXPECTED: [Expect; 11] = [
     Expect {
         fault: "tx-coil-overheat:0@20s+100s",
         rule: "tx_coil_overheat",
@@ -211,7 +228,14 @@ const EXPECTED: [Expect; 10] = [
         offending: None,
     },
     Expect {
-        fault: "living-object:9@30s+40s",
+        // Terminal 9 speaks 2025: every cell of its pack in each report.
+        fault: "cell-imbalance:9@30s+40s",
+        rule: "cell_voltage_spread",
+        windows: 1,
+        offending: Some(|r| cell_spread_mv(r) > 100.0),
+    },
+    Expect {
+        fault: "living-object:10@30s+40s",
         rule: "living_object",
         windows: 1,
         offending: Some(|r| wpt(r).is_some_and(|w| i(w.lop.valid()) == 1)),
@@ -238,6 +262,7 @@ async fn injected_faults_raise_their_rules_and_clear_after_the_fault() {
     sim.rate_hz = RATE_HZ;
     sim.duration_s = 320;
     sim.keep_truth = true;
+    sim.editions = simulator::Editions::Mixed;
     sim.faults = EXPECTED
         .iter()
         .map(|e| e.fault.parse::<Fault>().unwrap())
@@ -331,7 +356,7 @@ async fn injected_faults_raise_their_rules_and_clear_after_the_fault() {
     );
     assert_eq!(
         metric(processor.admin_addr, "processor_rules_loaded", "").await,
-        17.0
+        processor::rules::builtin().len() as f64
     );
 
     processor.shutdown();

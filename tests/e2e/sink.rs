@@ -1,12 +1,14 @@
 //! Simulator → ingest → Tansu → sink → Parquet lake, read back by DataFusion, DuckDB and pyarrow
-//! (scripts/lake_check.py), before and after `chargewatch compact`.
+//! (scripts/lake_check.py), before and after `chargewatch compact`. The fleet is mixed: both
+//! editions (the 2025 terminals SM2-signed), every cipher including SM4, and the lake holds
+//! the simulator's values, cell lists included.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ingest::simulator::{self, SimConfig};
+use schemas::KeyStore;
 use schemas::message::KafkaSettings;
-use schemas::{Cipher, KeyStore};
 use serde_json::Value;
 use sinks::{Lake, RunConfig, Sink, SinkConfig};
 use testkit::{Scratch, Tansu, create_topics, metric, unique};
@@ -48,17 +50,66 @@ fn external_counts(lake_dir: &std::path::Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The lake's rows equal the simulator's acknowledged reports, column by column (those the
+/// rules and analyses read, the 2025 cell list and computed extremes among them): both go
+/// through the query engine's printing, compared as text.
+async fn assert_lake_holds_the_simulators_values(
+    lake: &Lake,
+    truth: &[(schemas::Vin, schemas::realtime::Realtime)],
+) {
+    use schemas::arrow::{Message, TelemetryDecoder};
+    use sinks::datafusion::arrow::util::pretty::pretty_format_batches;
+    use sinks::datafusion::datasource::MemTable;
+    let frames: Vec<Vec<u8>> = truth
+        .iter()
+        .map(|(vin, report)| {
+            let payload = schemas::Payload::Realtime(report.clone());
+            schemas::payload::request_frame(*vin, &payload, None, &[0; 16])
+                .unwrap()
+                .raw
+                .to_vec()
+        })
+        .collect();
+    let messages: Vec<Message> = frames.iter().map(|f| Message::wpt(f, 0)).collect();
+    let expected = TelemetryDecoder::new().decode(&messages).unwrap();
+    assert!(expected.rejected.is_empty());
+    let columns = "vin, edition, event_time, soc_pct, total_voltage_v, total_current_a, \
+                   tx_coil_temp_c, efficiency_pct, coord_system, max_cell_voltage_v, min_temp_c, \
+                   cells, probes";
+    let query = format!("SELECT {columns} FROM telemetry ORDER BY vin, event_time");
+    let ctx = datafusion_ctx(lake);
+    let stored = ctx.sql(&query).await.unwrap().collect().await.unwrap();
+    let truth_ctx = sinks::datafusion::prelude::SessionContext::new();
+    let table = MemTable::try_new(expected.batch.schema(), vec![vec![expected.batch]]).unwrap();
+    truth_ctx
+        .register_table("telemetry", std::sync::Arc::new(table))
+        .unwrap();
+    let simulated = truth_ctx
+        .sql(&query)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let (stored, simulated) = (
+        pretty_format_batches(&stored).unwrap().to_string(),
+        pretty_format_batches(&simulated).unwrap().to_string(),
+    );
+    assert!(stored.lines().count() > 10);
+    assert!(
+        stored == simulated,
+        "the lake differs from the simulator's reports"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
     let tansu = Tansu::start();
     let topics = create_topics(&tansu.bootstrap).await;
     let scratch = Scratch::new();
     let key_path = scratch.0.join("keys.toml");
-    std::fs::write(
-        &key_path,
-        simulator::generate_key_file(8, Some(Cipher::DesCbc)),
-    )
-    .unwrap();
+    // Ciphers in turn (DES, 3DES, AES, SM4, none), editions in turn (2016, 2025).
+    std::fs::write(&key_path, simulator::generate_key_file(10, None)).unwrap();
     let kafka = KafkaSettings {
         brokers: tansu.bootstrap.clone(),
         properties: Default::default(),
@@ -88,16 +139,22 @@ async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
         .unwrap();
 
     let keys = KeyStore::load(&key_path).unwrap();
-    let mut sim = SimConfig::new(
-        server.listen_addr.to_string(),
-        simulator::terminals_of(&keys, 8),
+    let fleet = simulator::terminals_of(&keys, 10);
+    let ciphers: std::collections::BTreeSet<&str> =
+        fleet.iter().map(|(_, k)| k.cipher().name()).collect();
+    assert!(
+        ciphers.contains("des-cbc") && ciphers.contains("sm4-cbc"),
+        "{ciphers:?}"
     );
+    let mut sim = SimConfig::new(server.listen_addr.to_string(), fleet);
     sim.rate_hz = 20.0;
-    sim.duration_s = 120;
+    sim.duration_s = 96;
+    sim.editions = simulator::Editions::Mixed;
+    sim.keep_truth = true;
     let report = simulator::run(sim, |_| {}).await;
     assert_eq!(report.failed, 0, "{}", report.summary());
     let acknowledged = report.acknowledged as i64;
-    assert!(acknowledged >= 8 * 120, "{}", report.summary());
+    assert!(acknowledged >= 10 * 96, "{}", report.summary());
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while (metric(sink.admin_addr, "sink_records_consumed_total", "telemetry").await as i64)
@@ -123,8 +180,24 @@ async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
         count(&lake, "SELECT count(DISTINCT frame_id) FROM telemetry").await,
         acknowledged
     );
+    let of_2025 = report
+        .truth
+        .iter()
+        .filter(|(_, r)| r.edition == schemas::Edition::V2025)
+        .count() as i64;
+    assert!(of_2025 > 0 && of_2025 < acknowledged);
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM telemetry WHERE edition = 2025 AND signature = 'verified' AND cells IS NOT NULL").await,
+        of_2025,
+        "every 2025 row signed, verified and with its cells"
+    );
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM telemetry WHERE edition = 2016 AND signature IS NULL AND station_id IS NOT NULL").await,
+        acknowledged - of_2025
+    );
+    assert_lake_holds_the_simulators_values(&lake, &report.truth).await;
     let events = count(&lake, "SELECT count(*) FROM events").await;
-    assert!(events >= 8, "logins at least: {events}");
+    assert!(events >= 10, "logins at least: {events}");
 
     let check = |counts: &Value| {
         assert_eq!(counts["telemetry"]["duckdb"], acknowledged, "{counts}");

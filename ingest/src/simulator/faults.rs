@@ -22,10 +22,12 @@ pub enum FaultKind {
     CommLoss,
     /// General alarm flags in type 0x07 (battery high temperature, level 2).
     Alarm,
+    /// One cell of the pack sags 180 mV below the others (2025 terminals report every cell).
+    CellImbalance,
 }
 
 impl FaultKind {
-    pub const ALL: [(&'static str, FaultKind); 11] = [
+    pub const ALL: [(&'static str, FaultKind); 12] = [
         ("tx-coil-overheat", FaultKind::TxCoilOverheat),
         ("fod", FaultKind::ForeignObject),
         ("living-object", FaultKind::LivingObject),
@@ -37,6 +39,7 @@ impl FaultKind {
         ("battery-overtemp", FaultKind::BatteryOvertemp),
         ("comm-loss", FaultKind::CommLoss),
         ("alarm", FaultKind::Alarm),
+        ("cell-imbalance", FaultKind::CellImbalance),
     ];
 
     pub fn name(self) -> &'static str {
@@ -133,6 +136,8 @@ pub struct Effects {
     pub alarm_flags: u32,
     /// Multiplier on charging power (a living object makes the pad back off).
     pub power_factor: f64,
+    /// How far one cell sags below the others, volts.
+    pub cell_sag_v: f64,
 }
 
 impl Effects {
@@ -168,6 +173,7 @@ impl Effects {
                     fx.alarm_level = fx.alarm_level.max(2);
                     fx.alarm_flags |= 1 << 1; // battery high temperature
                 }
+                FaultKind::CellImbalance => fx.cell_sag_v = 0.18,
             }
         }
         fx

@@ -6,8 +6,11 @@
 //! driven by the losses. Faults (see [`super::faults`]) bend these quantities while active.
 
 use schemas::Value::Valid;
-use schemas::realtime::{Alarms, InfoItem, Realtime, Vehicle, WptSnapshot};
-use schemas::{TerminalTime, sample};
+use schemas::items2025::Counted;
+use schemas::realtime::{
+    Alarms, InfoItem, PackTemperatures, Position2025, Realtime, Vehicle, WptSnapshot,
+};
+use schemas::{Edition, TerminalTime, sample};
 
 use super::faults::Effects;
 
@@ -170,9 +173,15 @@ impl Session {
         };
     }
 
-    /// The report of this second: vehicle data, alarms and the WPT snapshot. Values carry more
-    /// precision than the wire; `Realtime::quantized` gives what a receiver decodes.
-    pub fn report(&self, time: TerminalTime, fx: &Effects) -> Realtime {
+    /// Cells in series in the simulated battery's one pack (a quarter of a 96-cell battery, so
+    /// that a report stays small); 2025 terminals report every one each frame.
+    pub const CELLS: usize = 24;
+
+    /// The report of this second in `edition`: vehicle data, alarms and the WPT snapshot; 2025
+    /// adds the position, every cell of the pack and its probes. Values carry more precision
+    /// than the wire; `Realtime::quantized` gives what a receiver decodes. Unsigned: the
+    /// terminal signs what it sends.
+    pub fn report(&self, edition: Edition, time: TerminalTime, fx: &Effects) -> Realtime {
         let temp = |c: f64| Valid(c.round() as i64);
         let power_kw = self.dc_power_w / 1000.0;
         let charging = self.phase == Phase::Charging;
@@ -235,31 +244,77 @@ impl Session {
         } else {
             0.0
         });
-        let mut vehicle: Vehicle = sample::vehicle(self.soc.floor() as i64);
-        vehicle.charging_state = Valid(if charging {
+        let charging_state = Valid(if charging {
             1
         } else if self.soc >= self.target_soc {
             4
         } else {
             3
         });
-        vehicle.total_voltage_v = Valid((batt_v * 10.0).round() / 10.0);
-        vehicle.total_current_a = Valid((-self.dc_power_w / batt_v * 10.0).round() / 10.0);
-        let alarms = Alarms {
-            max_level: Valid(i64::from(fx.alarm_level)),
-            general_flags: Valid(i64::from(fx.alarm_flags)),
-            storage_faults: Vec::new(),
-            motor_faults: Vec::new(),
-            engine_faults: Vec::new(),
-            other_faults: Vec::new(),
+        let total_voltage = Valid((batt_v * 10.0).round() / 10.0);
+        let total_current = Valid((-self.dc_power_w / batt_v * 10.0).round() / 10.0);
+        let snapshot = InfoItem::Wpt(Box::new(wpt), Vec::new());
+        let items = match edition {
+            Edition::V2016 => {
+                let mut vehicle: Vehicle = sample::vehicle(self.soc.floor() as i64);
+                vehicle.charging_state = charging_state;
+                vehicle.total_voltage_v = total_voltage;
+                vehicle.total_current_a = total_current;
+                let alarms = Alarms {
+                    max_level: Valid(i64::from(fx.alarm_level)),
+                    general_flags: Valid(i64::from(fx.alarm_flags)),
+                    ..Alarms::none(Edition::V2016)
+                };
+                vec![
+                    InfoItem::Vehicle(vehicle),
+                    InfoItem::Alarms(alarms),
+                    snapshot,
+                ]
+            }
+            Edition::V2025 => {
+                let mut vehicle = sample::vehicle_2025(self.soc.floor() as i64);
+                vehicle.charging_state = charging_state;
+                vehicle.total_voltage_v = total_voltage;
+                vehicle.total_current_a = total_current;
+                let mut alarm = sample::no_alarm_2025();
+                alarm.max_level = Valid(i64::from(fx.alarm_level));
+                alarm.general_flags = Valid(i64::from(fx.alarm_flags));
+                let mut pack = sample::pack_2025(1, Self::CELLS, self.seconds);
+                pack.head.voltage_v = Valid((batt_v / 4.0 * 10.0).round() / 10.0);
+                pack.head.current_a = total_current;
+                let cell_v = batt_v / 96.0;
+                for (i, cell) in pack.cells_v.iter_mut().enumerate() {
+                    let wobble = 0.002 * ((i as u32 + self.seconds) % 5) as f64;
+                    let sag = if i == 7 { fx.cell_sag_v } else { 0.0 };
+                    *cell = Valid(((cell_v + wobble - sag) * 1000.0).round() / 1000.0);
+                }
+                let probes = (0..4)
+                    .map(|i| temp(self.battery_c - 1.5 + i as f64))
+                    .collect();
+                vec![
+                    InfoItem::Vehicle2025(vehicle),
+                    InfoItem::Position2025(Position2025 {
+                        position_status: Valid(0),
+                        coord_system: Valid(1),
+                        longitude_deg: Valid(121.4737 + 0.001 * self.pad_no as f64),
+                        latitude_deg: Valid(31.2304),
+                    }),
+                    InfoItem::Alarm2025(alarm),
+                    InfoItem::CellVoltages2025(Counted::of(vec![pack])),
+                    InfoItem::Temperatures2025(Counted::of(vec![PackTemperatures {
+                        pack_no: Valid(1),
+                        probe_count: Valid(4),
+                        temps_c: probes,
+                    }])),
+                    snapshot,
+                ]
+            }
         };
         Realtime {
+            edition,
             time,
-            items: vec![
-                InfoItem::Vehicle(vehicle),
-                InfoItem::Alarms(alarms),
-                InfoItem::Wpt(Box::new(wpt), Vec::new()),
-            ],
+            items,
+            partial: None,
         }
     }
 }

@@ -6,9 +6,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use schemas::payload::{Logout, Payload, open_reply, request_frame};
+use schemas::payload::{Logout, Payload, open_reply, request_frame_in};
 use schemas::realtime::Realtime;
-use schemas::{Cipher, Command, Flag, Frame, TerminalKey, TerminalTime, Vin, sample};
+use schemas::sign::Sm2Signer;
+use schemas::{
+    Cipher, Command, Edition, Flag, Frame, Profile, TerminalKey, TerminalTime, Vin, sample,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -30,6 +33,9 @@ struct Terminal {
     index: usize,
     vin: Vin,
     key: Arc<TerminalKey>,
+    edition: Edition,
+    /// 2025 terminals sign their reports.
+    signer: Option<Sm2Signer>,
     config: Arc<SimConfig>,
     stats: Arc<Stats>,
     write: OwnedWriteHalf,
@@ -45,10 +51,16 @@ impl Terminal {
         (self.key.cipher() != Cipher::None).then_some(&*self.key)
     }
 
-    /// Queues a frame; `flush` writes what is queued.
+    /// Queues a frame in the terminal's edition; `flush` writes what is queued.
     fn send(&mut self, payload: &Payload) -> std::io::Result<()> {
-        let frame = request_frame(self.vin, payload, self.sealing(), &rand::random())
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let frame = request_frame_in(
+            self.edition,
+            self.vin,
+            payload,
+            self.sealing(),
+            &rand::random(),
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
         self.out.extend_from_slice(&frame.raw);
         Ok(())
     }
@@ -61,7 +73,10 @@ impl Terminal {
         Ok(())
     }
 
-    fn send_report(&mut self, report: Realtime, reissues: u32) -> std::io::Result<()> {
+    fn send_report(&mut self, mut report: Realtime, reissues: u32) -> std::io::Result<()> {
+        if let Some(signer) = &self.signer {
+            report.sign(|bytes| signer.sign(bytes));
+        }
         let payload = if reissues == 0 {
             Payload::Realtime(report)
         } else {
@@ -108,7 +123,7 @@ impl Terminal {
             self.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
             if self.config.keep_truth {
                 // What ingest decoded: the report at the wire's resolution.
-                let report = entry.report.quantized().unwrap_or(entry.report);
+                let report = entry.report.quantized(Profile::Wpt).unwrap_or(entry.report);
                 self.acked.push((self.vin, report));
             }
             return Ok(());
@@ -177,6 +192,8 @@ async fn drive(
     stats: Arc<Stats>,
 ) -> Result<Vec<(Vin, Realtime)>, (std::io::Error, Vec<(Vin, Realtime)>)> {
     let (vin, key) = config.terminals[index].clone();
+    let edition = config.editions.of(index);
+    let signer = (edition == Edition::V2025).then(|| super::sim_signer(&vin));
     let stream = connect(&config.target).await.map_err(|e| (e, Vec::new()))?;
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
@@ -185,6 +202,8 @@ async fn drive(
         index,
         vin,
         key,
+        edition,
+        signer,
         config: config.clone(),
         stats,
         write,
@@ -212,7 +231,11 @@ async fn session(
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     let mut physics = Session::new(t.index, seed);
-    t.send(&sample::login(at(0), 1))?;
+    let login = match t.edition {
+        Edition::V2016 => sample::login(at(0), 1),
+        Edition::V2025 => sample::login_2025(at(0), 1),
+    };
+    t.send(&login)?;
     t.flush().await?;
 
     let period = (config.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / config.rate_hz));
@@ -242,7 +265,7 @@ async fn session(
                     let fx = Effects::of(&config.faults, t.index, &vin_text, elapsed);
                     physics.step(&fx);
                     if !fx.silent {
-                        t.send_report(physics.report(at(second + 1), &fx), 0)?;
+                        t.send_report(physics.report(t.edition, at(second + 1), &fx), 0)?;
                         if config.heartbeat_every > 0 && second % config.heartbeat_every == config.heartbeat_every - 1 {
                             t.send(&Payload::Heartbeat)?;
                         }

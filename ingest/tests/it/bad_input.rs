@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::support::{Client, Scratch, Tansu, consume, create_topics, ingest_config, start_ingest};
 use futures::StreamExt;
-use ingest::codec::FrameCodec;
 use ingest::simulator;
 use schemas::des::{DesCipher, DesKey};
 use schemas::message::{DeadLetter, Topics};
@@ -13,56 +13,6 @@ use schemas::{
     Cipher, Command, Encryption, Flag, Frame, Header, KeyStore, TerminalKey, TerminalTime, Vin,
     sample,
 };
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
-use tokio_util::codec::FramedRead;
-
-use crate::support::{Scratch, Tansu, consume, create_topics, ingest_config, start_ingest};
-
-struct Client {
-    read: FramedRead<OwnedReadHalf, FrameCodec>,
-    write: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl Client {
-    async fn connect(addr: std::net::SocketAddr) -> Client {
-        let (read, write) = TcpStream::connect(addr).await.unwrap().into_split();
-        Client {
-            read: FramedRead::new(read, FrameCodec::new(4096)),
-            write,
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.write.write_all(bytes).await.unwrap();
-    }
-
-    /// The next reply's flag, or `None` if none comes within a second.
-    async fn reply(&mut self) -> Option<(Command, Flag)> {
-        match tokio::time::timeout(Duration::from_secs(5), self.read.next()).await {
-            Ok(Some(Ok(Ok(frame)))) => Some((frame.header.command, frame.header.flag)),
-            _ => None,
-        }
-    }
-
-    /// Sends `bytes` and expects an error reply, then a good report and its success reply.
-    async fn bad_then_good(&mut self, what: &str, bytes: &[u8], good: &Frame) {
-        self.send(bytes).await;
-        let reply = self.reply().await;
-        assert_eq!(reply.map(|r| r.1), Some(Flag::Error), "{what}: error reply");
-        self.good(what, good).await;
-    }
-
-    async fn good(&mut self, what: &str, good: &Frame) {
-        self.send(&good.raw).await;
-        assert_eq!(
-            self.reply().await,
-            Some((good.header.command, Flag::Success)),
-            "{what}: next good frame"
-        );
-    }
-}
 
 fn time(s: u32) -> TerminalTime {
     TerminalTime::from_utc_micros(1_795_436_130_000_000 + i64::from(s) * 1_000_000)
@@ -129,6 +79,7 @@ pub async fn every_bad_input(bootstrap: &str, topics: Topics) {
     DesCipher::Single(DesKey::new(raw_key)).cbc_encrypt([7; 8], &mut plain);
     let sealed = [[7u8; 8].as_slice(), &plain].concat();
     let header = Header {
+        edition: schemas::Edition::V2016,
         command: Command::Realtime,
         flag: Flag::Command,
         vin,
@@ -167,6 +118,7 @@ pub async fn every_bad_input(bootstrap: &str, topics: Topics) {
     .await;
     // RSA.
     let rsa = Header {
+        edition: schemas::Edition::V2016,
         command: Command::Realtime,
         flag: Flag::Command,
         vin,

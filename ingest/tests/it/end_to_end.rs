@@ -8,7 +8,7 @@ use ingest::simulator::{self, SimConfig};
 use schemas::arrow::{Message, TelemetryDecoder};
 use schemas::message::{EventMessage, Topics, headers};
 use schemas::realtime::Realtime;
-use schemas::{Cipher, Frame, KeyStore, Payload};
+use schemas::{Cipher, Frame, KeyStore};
 
 use crate::support::{
     Scratch, Tansu, consume, create_topics, ingest_config, mock_cluster, mock_topics, start_ingest,
@@ -82,10 +82,8 @@ pub async fn fleet_through(bootstrap: &str, topics: Topics, cipher: Cipher) {
                 .header(headers::PEER)
                 .is_some_and(|p| p.starts_with("127.0.0.1:"))
         );
-        let data = &record.value[schemas::frame::HEADER_LEN..record.value.len() - 1];
-        let Payload::Realtime(decoded) = Payload::decode(header.command, data).unwrap() else {
-            panic!("not a report")
-        };
+        let (_, decoded) =
+            schemas::message::read_telemetry_value(&record.value, schemas::Profile::Wpt).unwrap();
         let expected = truth
             .get(&(vin.clone(), decoded.time.bytes()))
             .expect("acknowledged by the simulator");
@@ -98,13 +96,7 @@ pub async fn fleet_through(bootstrap: &str, topics: Topics, cipher: Cipher) {
         assert!(seen.insert(id), "no duplicate frame ids");
     }
     // The processor's decoder takes every message.
-    let messages: Vec<Message> = records
-        .iter()
-        .map(|r| Message {
-            value: &r.value,
-            received_us: 0,
-        })
-        .collect();
+    let messages: Vec<Message> = records.iter().map(|r| Message::wpt(&r.value, 0)).collect();
     let decoded = TelemetryDecoder::new().decode(&messages).unwrap();
     assert!(decoded.rejected.is_empty());
     assert_eq!(decoded.batch.num_rows(), expected);

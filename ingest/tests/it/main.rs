@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod bad_input;
+mod editions;
 mod end_to_end;
 mod lifecycle;
 mod outage;

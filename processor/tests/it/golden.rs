@@ -76,6 +76,7 @@ golden!(
     comm_loss,
     soc_stall,
     gbt32960_alarm,
+    cell_voltage_spread,
     diagnosis,
 );
 

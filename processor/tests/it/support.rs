@@ -4,7 +4,8 @@
 //! Script lines:
 //! - `{"vin": V, "from": S, "to": E, "set": {column: value | [a, b]}}`: one row a second for
 //!   `S <= t < E` (seconds after [`BASE_US`]), a healthy charging baseline with `set` applied;
-//!   `[a, b]` ramps linearly from `a` at `S` to `b` at `E - 1`.
+//!   `[a, b]` of two numbers ramps linearly from `a` at `S` to `b` at `E - 1`; any other array
+//!   (a list column such as `cells`) is set as it is.
 //! - `{"logout": V, "at": S}`: a logout event.
 //! - `{"end": S}`: run the clock (and close windows) until `S`; default: last row + 1 s.
 
@@ -74,7 +75,9 @@ impl Script {
                     let mut row = baseline(vin);
                     for (key, value) in &set {
                         let value = match value {
-                            Value::Array(ab) => {
+                            Value::Array(ab)
+                                if ab.len() == 2 && ab.iter().all(Value::is_number) =>
+                            {
                                 let (a, b) = (ab[0].as_f64().unwrap(), ab[1].as_f64().unwrap());
                                 let f = if to - 1 > from {
                                     (t - from) as f64 / (to - 1 - from) as f64

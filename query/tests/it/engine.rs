@@ -70,6 +70,17 @@ async fn statements_that_write_or_read_outside_the_lake_are_refused() {
     let error = engine.run("SELECT nope FROM telemetry").await.unwrap_err();
     assert!(error.to_string().contains("nope"), "{error}");
     assert_eq!(error.status(), 400);
+    // An unknown column is named once with the nearest one, not followed by every column.
+    let error = engine
+        .run("SELECT vim, count(*) FROM telemetry GROUP BY vim")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "Schema error: No field named vim. Did you mean 'telemetry.vin'? \
+         (DESCRIBE <table> lists its columns)"
+    );
 }
 
 #[tokio::test]

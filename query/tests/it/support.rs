@@ -45,7 +45,13 @@ pub async fn lake() -> Fixture {
                 let payload =
                     schemas::sample::wpt_report(time, &format!("ST{:02}", v % 3), r as u32);
                 let frame = request_frame(vin, &payload, None, &[0; 16]).unwrap();
-                pending.push(offset, &frame.raw, time.utc_micros() + 1000, None);
+                pending.push(
+                    offset,
+                    &frame.raw,
+                    time.utc_micros() + 1000,
+                    Default::default(),
+                    None,
+                );
                 offset += 1;
             }
         }
@@ -69,7 +75,7 @@ async fn write_table(lake: &Lake, table: Table, messages: Vec<(Vec<u8>, i64, Opt
     let properties = Arc::new(writer_properties(table, 1, 1 << 20).unwrap());
     let mut pending = Pending::new(table);
     for (i, (value, received, dead)) in messages.into_iter().enumerate() {
-        pending.push(i as i64, &value, received, dead);
+        pending.push(i as i64, &value, received, Default::default(), dead);
     }
     let decoded = pending.decode(&mut TelemetryDecoder::new()).unwrap();
     assert!(decoded.refused.is_empty(), "{:?}", decoded.refused);
@@ -130,6 +136,7 @@ async fn write_small_tables(lake: &Lake, base: i64) {
     let logins = (0..VINS)
         .map(|v| {
             let event = EventMessage {
+                edition: None,
                 kind: "login".into(),
                 time_us: base + v as i64,
                 received_time_us: base + v as i64,

@@ -32,7 +32,7 @@ async fn write_rolls(lake: &Lake, table: Table, partition: i32, records: &[&Out]
                 .iter()
                 .find(|(k, _)| *k == headers::RECEIVED_US)
                 .map_or(0, |(_, v)| v.parse().unwrap());
-            pending.push(first + i as i64, value, received, None);
+            pending.push(first + i as i64, value, received, Default::default(), None);
         }
         roll.last = first + chunk.len() as i64 - 1;
         let decoded = pending.decode(&mut decoder).unwrap();
@@ -161,7 +161,7 @@ on_both_stores!(
 fn old_alert_file(records: &[Out]) -> bytes::Bytes {
     let mut pending = Pending::new(Table::Alerts);
     for (i, (_, _, value, _)) in records.iter().enumerate() {
-        pending.push(i as i64, value, 0, None);
+        pending.push(i as i64, value, 0, Default::default(), None);
     }
     let batch = pending.decode(&mut TelemetryDecoder::new()).unwrap().batch;
     let keep: Vec<usize> = (0..batch.num_columns())
@@ -190,7 +190,7 @@ async fn new_column_next_to_old_files(lake: TestLake) {
     let properties = Arc::new(writer_properties(Table::Alerts, 1, 1 << 20).unwrap());
     let mut pending = Pending::new(Table::Alerts);
     for (i, (_, _, value, _)) in newer.iter().enumerate() {
-        pending.push(6 + i as i64, value, 0, None);
+        pending.push(6 + i as i64, value, 0, Default::default(), None);
     }
     let decoded = pending.decode(&mut TelemetryDecoder::new()).unwrap();
     let mut roll = Roll::new(Table::Alerts, 6, None, properties);

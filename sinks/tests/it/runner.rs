@@ -24,7 +24,7 @@ fn config(
     let sink = SinkConfig {
         group_id: group.to_owned(),
         lake: lake.location.clone(),
-        storage: lake.options.clone(),
+        storage: lake.options.clone().into(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         roll_max_rows: max_rows.try_into().unwrap(),
         roll_max_age: Duration::from_secs(1),
@@ -57,10 +57,7 @@ async fn wait_consumed(sink: &Sink, total: usize) {
 fn expected_telemetry(records: &[Out]) -> datafusion::arrow::array::RecordBatch {
     let messages: Vec<Message<'_>> = records
         .iter()
-        .map(|(_, _, value, headers)| Message {
-            value,
-            received_us: headers[0].1.parse().unwrap(),
-        })
+        .map(|(_, _, value, headers)| Message::wpt(value, headers[0].1.parse().unwrap()))
         .collect();
     let decoded = TelemetryDecoder::new().decode(&messages).unwrap();
     assert!(decoded.rejected.is_empty());

@@ -68,6 +68,7 @@ pub fn events(n: usize) -> Vec<Out> {
         .map(|i| {
             let event = EventMessage {
                 kind: "heartbeat".into(),
+                edition: None,
                 time_us: base_us() + i as i64 * 60_000_000,
                 received_time_us: base_us() + i as i64 * 60_000_000 + 1,
                 vin: Some(format!("LSINKTEST{i:08}")),
