@@ -505,9 +505,6 @@ pub fn ingest(
     window: usize,
 ) -> Result<()> {
     use ingest::simulator::{self, SimConfig};
-    use rdkafka::ClientConfig;
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use schemas::message::{KafkaSettings, Topics};
 
@@ -528,15 +525,11 @@ pub fn ingest(
     let raw_topic = format!("bench-raw-{suffix}");
     let total = terminals as u64 * u64::from(reports);
     runtime.block_on(async {
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-        let new: Vec<NewTopic> = [&topics.telemetry, &topics.events, &topics.deadletter, &raw_topic]
-            .iter()
-            .map(|name| NewTopic::new(name, 3, TopicReplication::Fixed(1)))
-            .collect();
-        for result in admin.create_topics(&new, &AdminOptions::new()).await? {
-            result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
-        }
+        let names = [&topics.telemetry, &topics.events, &topics.deadletter, &raw_topic];
+        let new: Vec<(&str, bool)> = names.iter().map(|name| (name.as_str(), false)).collect();
+        stage::kafka::create_topics(&kafka, &new, 3, 1)
+            .await
+            .map_err(anyhow::Error::msg)?;
 
         // Reference: a raw producer, same settings as ingest's, same message size, same keys.
         let time = TerminalTime::from_bytes([26, 11, 23, 20, 15, 30])?;
@@ -589,8 +582,8 @@ pub fn ingest(
         sim.window = window;
         sim.heartbeat_every = 0;
         let report = simulator::run(sim, |_| {}).await;
-        server.shutdown();
-        server.wait().await?;
+        server.role.shutdown();
+        server.role.wait().await?;
         let _ = std::fs::remove_dir_all(&dir);
         anyhow::ensure!(report.failed == 0 && report.connections_failed == 0, "{}", report.summary());
         let ingest_rate = report.acknowledged as f64 / report.elapsed.as_secs_f64();

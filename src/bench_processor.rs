@@ -142,9 +142,6 @@ fn in_memory(vins: usize, seconds: i64) -> Result<f64> {
 /// The broker run: returns (processor records/s, raw consumer records/s).
 fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)> {
     use processor::runner::RunConfig;
-    use rdkafka::ClientConfig;
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Header;
     use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -161,26 +158,22 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
             alerts: format!("bench-alerts-{suffix}"),
             terminal_keys: format!("bench-terminal-keys-{suffix}"),
         };
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .create()?;
+        let kafka = KafkaSettings {
+            brokers: brokers.to_owned(),
+            ..Default::default()
+        };
         let names = [
             &topics.telemetry,
             &topics.events,
             &topics.deadletter,
             &topics.alerts,
         ];
-        let new: Vec<NewTopic> = names
-            .iter()
-            .map(|name| NewTopic::new(name, 3, TopicReplication::Fixed(1)))
-            .collect();
-        for result in admin.create_topics(&new, &AdminOptions::new()).await? {
-            result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
-        }
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "5")
-            .create()?;
+        let new: Vec<(&str, bool)> = names.iter().map(|name| (name.as_str(), false)).collect();
+        stage::kafka::create_topics(&kafka, &new, 3, 1)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let producer: FutureProducer =
+            stage::kafka::client_config(&kafka, &[("linger.ms", "5")]).create()?;
         let mut fleet = Fleet::new(vins)?;
         let mut values = Vec::new();
         let mut deliveries = Vec::new();
@@ -212,12 +205,16 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
         }
 
         // Reference: a raw consumer reading every message once.
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", format!("bench-raw-{suffix}"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()?;
+        let group = format!("bench-raw-{suffix}");
+        let consumer: BaseConsumer = stage::kafka::client_config(
+            &kafka,
+            &[
+                ("group.id", &group),
+                ("auto.offset.reset", "earliest"),
+                ("enable.auto.commit", "false"),
+            ],
+        )
+        .create()?;
         consumer.subscribe(&[&topics.telemetry])?;
         let (mut first, mut read) = (None, 0usize);
         let deadline = Instant::now() + Duration::from_secs(300);
@@ -239,10 +236,7 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
         };
         processor_config.restore_alerts = true;
         let processor = processor::Processor::start(RunConfig {
-            kafka: KafkaSettings {
-                brokers: brokers.to_owned(),
-                properties: Default::default(),
-            },
+            kafka: kafka.clone(),
             topics,
             processor: processor_config,
         })
@@ -262,8 +256,8 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
             consumed.get()
         );
         let processor_rate = total as f64 / first.map_or(1.0, |f| f.elapsed().as_secs_f64());
-        processor.shutdown();
-        processor.wait().await?;
+        processor.role.shutdown();
+        processor.role.wait().await?;
         println!(
             "{:<58} {:>10.0} records/s ({total} records)",
             "raw rdkafka consumer (reads only)", raw_rate

@@ -22,7 +22,7 @@ use arrow_array::types::{Float64Type, Int16Type, Int32Type};
 use ingest::simulator::{self, Fault, SimConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use schemas::arrow::{Message, TelemetryDecoder};
 use schemas::message::{DeadLetter, EventMessage, KafkaSettings, Topics};
 use schemas::{Cipher, KeyStore, TerminalTime, sample};
@@ -56,14 +56,16 @@ type Consumed = (Vec<u8>, Vec<(String, Vec<u8>)>);
 
 /// A consumer of every partition of `topic` from the beginning (assigned, no group offsets).
 fn reader(brokers: &str, topic: &str) -> Result<BaseConsumer> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("chargewatch-demo-{}", std::process::id()),
-        )
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let kafka = KafkaSettings {
+        brokers: brokers.to_owned(),
+        ..Default::default()
+    };
+    let group = format!("chargewatch-demo-{}", std::process::id());
+    let defaults = [
+        ("group.id", group.as_str()),
+        ("enable.auto.commit", "false"),
+    ];
+    let consumer: BaseConsumer = stage::kafka::client_config(&kafka, &defaults).create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
@@ -324,13 +326,13 @@ async fn run_async(
     .await;
     println!();
     noisy.await?.context("noisy line")?;
-    server.shutdown();
-    server.wait().await?;
+    server.role.shutdown();
+    server.role.wait().await?;
     println!("simulator: {}", report.summary());
     // Let the idle partitions' watermarks pass the last windows, then stop the processor.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    processor.shutdown();
-    processor.wait().await?;
+    processor.role.shutdown();
+    processor.role.wait().await?;
     // The sink has read everything once its consumption stops moving; stopping it closes and
     // commits the open files.
     let mut consumed = 0;
@@ -345,8 +347,8 @@ async fn run_async(
         }
         consumed = now;
     }
-    sink.shutdown();
-    sink.wait().await?;
+    sink.role.shutdown();
+    sink.role.wait().await?;
     watching.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = watcher.join();
 

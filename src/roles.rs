@@ -85,70 +85,14 @@ pub struct RoleArgs {
     drain_timeout: Duration,
 }
 
-/// A started role: awaited until it ends, told to stop through its handle.
-trait Role {
-    /// What the role finishes before it exits, for the log.
-    const DRAINS: &'static str;
-    /// Cancelling it starts the drain.
-    fn stop_handle(&self) -> CancellationToken;
-    async fn wait(self) -> Result<()>;
-}
-
-impl Role for ingest::Ingest {
-    const DRAINS: &'static str =
-        "stopped accepting; finishing in-flight frames, deliveries and replies";
-    fn stop_handle(&self) -> CancellationToken {
-        ingest::Ingest::stop_handle(self)
-    }
-    async fn wait(self) -> Result<()> {
-        Ok(ingest::Ingest::wait(self).await?)
-    }
-}
-
-impl Role for processor::Processor {
-    const DRAINS: &'static str = "delivering the round's alerts and committing offsets";
-    fn stop_handle(&self) -> CancellationToken {
-        processor::Processor::stop_handle(self)
-    }
-    async fn wait(self) -> Result<()> {
-        Ok(processor::Processor::wait(self).await?)
-    }
-}
-
-impl Role for sinks::Sink {
-    const DRAINS: &'static str = "closing, uploading and committing the open files";
-    fn stop_handle(&self) -> CancellationToken {
-        sinks::Sink::stop_handle(self)
-    }
-    async fn wait(self) -> Result<()> {
-        Ok(sinks::Sink::wait(self).await?)
-    }
-}
-
-/// The query role's two servers, HTTP and Flight SQL.
-struct QueryServers {
-    stop: CancellationToken,
-    servers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Role for QueryServers {
-    const DRAINS: &'static str = "stopped accepting; finishing the running queries";
-    fn stop_handle(&self) -> CancellationToken {
-        self.stop.clone()
-    }
-    async fn wait(self) -> Result<()> {
-        for server in self.servers {
-            server.await.context("query server task")?;
-        }
-        Ok(())
-    }
-}
-
 /// Runs a started role until SIGTERM or Ctrl-C, then drains it within `args.drain_timeout`.
 /// A role that ends without being told to (a fatal error) ends the process with status 1, so
 /// Kubernetes restarts it rather than probing a process that does no work.
-async fn until_terminated<R: Role>(role: R, args: &RoleArgs) -> Result<()> {
-    let stop = role.stop_handle();
+async fn until_terminated<E>(role: stage::Role<E>, args: &RoleArgs) -> Result<()>
+where
+    E: std::error::Error + From<std::io::Error> + Send + Sync + 'static,
+{
+    let (stop, drains) = (role.stop_handle(), role.drains());
     let finished = role.wait();
     tokio::pin!(finished);
     tokio::select! {
@@ -159,7 +103,7 @@ async fn until_terminated<R: Role>(role: R, args: &RoleArgs) -> Result<()> {
         () = terminated() => {}
     }
     let limit = args.drain_timeout;
-    tracing::info!(drain_timeout = ?limit, "shutting down: {}", R::DRAINS);
+    tracing::info!(drain_timeout = ?limit, "shutting down: {drains}");
     let started = std::time::Instant::now();
     stop.cancel();
     match tokio::time::timeout(limit, finished).await {
@@ -211,7 +155,7 @@ pub fn ingest(args: IngestArgs) -> Result<()> {
         let server = ingest::Ingest::start(&config.kafka, config.topics, config.ingest)
             .await
             .context("starting ingest")?;
-        until_terminated(server, &args.role).await
+        until_terminated(server.role, &args.role).await
     })
 }
 
@@ -256,7 +200,7 @@ pub fn process(args: ProcessArgs) -> Result<()> {
         })
         .await
         .context("starting the processor")?;
-        until_terminated(processor, &args.role).await
+        until_terminated(processor.role, &args.role).await
     })
 }
 
@@ -298,7 +242,7 @@ pub fn sink(args: SinkArgs) -> Result<()> {
         ))
         .await
         .context("starting the sink")?;
-        until_terminated(sink, &args.role).await
+        until_terminated(sink.role, &args.role).await
     })
 }
 
@@ -434,11 +378,20 @@ pub fn serve_query(args: ServeQueryArgs) -> Result<()> {
                 .await
                 .context("starting the Flight SQL server")?;
         tracing::info!(%http_addr, %flight_addr, lake = %config.sink.lake, "serving queries");
-        let servers = QueryServers {
-            stop,
-            servers: vec![http, flight],
+        let servers = async move {
+            for server in [http, flight] {
+                server.await.map_err(std::io::Error::other)?;
+            }
+            Ok::<(), std::io::Error>(())
         };
-        until_terminated(servers, &args.role).await
+        let role = stage::Role::on_runtime(
+            "query",
+            "stopped accepting; finishing the running queries",
+            stop,
+            None,
+            servers,
+        );
+        until_terminated(role, &args.role).await
     })
 }
 
@@ -613,42 +566,20 @@ pub struct TopicsArgs {
 
 /// `chargewatch topics`: creates every configured topic that does not exist yet.
 pub fn create_topics(args: TopicsArgs) -> Result<()> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::types::RDKafkaErrorCode;
-
     let flags = overrides([("kafka.brokers", args.brokers)]);
     let config = config::load(args.config.as_deref(), flags)?;
     let names = config.topics.all();
-    runtime()?.block_on(async {
-        let mut client = rdkafka::ClientConfig::new();
-        client.set("bootstrap.servers", &config.kafka.brokers);
-        for (key, value) in &config.kafka.properties {
-            client.set(key, value);
+    let outcomes = runtime()?.block_on(stage::kafka::create_topics(
+        &config.kafka,
+        &names,
+        args.partitions,
+        args.replication,
+    ));
+    for (topic, outcome) in outcomes.map_err(anyhow::Error::msg)? {
+        match outcome {
+            stage::kafka::TopicOutcome::Created => println!("created {topic}"),
+            stage::kafka::TopicOutcome::Exists => println!("exists  {topic}"),
         }
-        let admin: AdminClient<DefaultClientContext> = client.create()?;
-        // The terminal-keys topic is compacted: the newest key of each VIN is kept for ever.
-        let new: Vec<NewTopic> = names
-            .iter()
-            .map(|&(name, compacted)| {
-                let topic = NewTopic::new(
-                    name,
-                    args.partitions,
-                    TopicReplication::Fixed(args.replication),
-                );
-                match compacted {
-                    true => topic.set("cleanup.policy", "compact"),
-                    false => topic,
-                }
-            })
-            .collect();
-        for result in admin.create_topics(&new, &AdminOptions::new()).await? {
-            match result {
-                Ok(topic) => println!("created {topic}"),
-                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => println!("exists  {topic}"),
-                Err((topic, code)) => anyhow::bail!("creating {topic}: {code}"),
-            }
-        }
-        Ok(())
-    })
+    }
+    Ok(())
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use schemas::message::{ActivationRecord, KafkaSettings};
 use schemas::{PublicKey, Vin};
 use tokio_util::sync::CancellationToken;
@@ -130,15 +130,12 @@ impl Activations {
         catch_up: Duration,
         stop: CancellationToken,
     ) -> crate::Result<std::thread::JoinHandle<()>> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("group.id", "chargewatch-ingest-terminal-keys")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false");
-        for (key, value) in &kafka.properties {
-            config.set(key, value);
-        }
+        let defaults = [
+            ("group.id", "chargewatch-ingest-terminal-keys"),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "false"),
+        ];
+        let config = stage::kafka::client_config(kafka, &defaults);
         let consumer: BaseConsumer = config.create()?;
         let mut reader = Reader {
             consumer,

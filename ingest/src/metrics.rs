@@ -137,6 +137,6 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        admin::render(&self.registry)
+        stage::admin::render(&self.registry)
     }
 }

@@ -49,23 +49,14 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
-/// The librdkafka configuration of ingest's producer: idempotent, every replica acknowledges.
+/// The librdkafka configuration of ingest's producer: idempotent, every replica acknowledges
+/// (`stage::kafka::producer_config`), a short linger, room for a million queued records.
 pub fn producer_config(kafka: &KafkaSettings, delivery_timeout: Duration) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        .set(
-            "message.timeout.ms",
-            delivery_timeout.as_millis().to_string(),
-        )
-        .set("queue.buffering.max.messages", "1000000");
-    for (key, value) in &kafka.properties {
-        config.set(key, value);
-    }
-    config
+    let defaults = [
+        ("linger.ms", "2"),
+        ("queue.buffering.max.messages", "1000000"),
+    ];
+    stage::kafka::producer_config(kafka, delivery_timeout, &defaults)
 }
 
 impl Publisher {

@@ -1,5 +1,6 @@
-//! The ingest server: accept loop, connection limit, admin endpoints (the shared `admin`
-//! router, ready while a broker answers), key reload, shutdown.
+//! The ingest server: accept loop, connection limit, admin endpoints (the shared
+//! `stage::admin` router, ready while a broker answers), key reload, shutdown. It runs as a
+//! [`stage::Role`] on the caller's runtime: connections are served on all its threads.
 //!
 //! On shutdown (SIGTERM): stop accepting, stop reading sockets, let every pending delivery
 //! finish and its reply be written (within `shutdown_grace`), flush the producer, return.
@@ -10,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use schemas::message::{KafkaSettings, Topics};
+use stage::{Admin, Role};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,8 +46,8 @@ pub struct Ingest {
     pub listen_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    task: JoinHandle<crate::Result<()>>,
+    /// Stop it, wait for it ([`stage::Role`]).
+    pub role: Role<crate::Error>,
 }
 
 impl Ingest {
@@ -79,9 +80,8 @@ impl Ingest {
         let publisher = Publisher::new(kafka, topics, config.delivery_timeout)?;
         let metrics = Metrics::new()?;
         let listener = TcpListener::bind(config.listen).await?;
-        let admin = TcpListener::bind(config.admin_listen).await?;
         let listen_addr = listener.local_addr()?;
-        let admin_addr = admin.local_addr()?;
+        let admin_listen = config.admin_listen;
         let shared = Arc::new(Shared {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight.get())),
             config,
@@ -93,42 +93,47 @@ impl Ingest {
             ready: AtomicBool::new(false),
         });
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(
+        let admin = Admin::serve(admin_listen, admin_router(&shared, &shutdown)).await?;
+        let admin_addr = admin.addr;
+        let work = run(
             listener,
-            admin,
             shared.clone(),
             shutdown.clone(),
             background,
             follower,
-        ));
+        );
+        let role = Role::on_runtime(
+            "ingest",
+            "stopped accepting; finishing in-flight frames, deliveries and replies",
+            shutdown,
+            Some(admin),
+            work,
+        );
         tracing::info!(%listen_addr, %admin_addr, "ingest listening");
         Ok(Ingest {
             listen_addr,
             admin_addr,
             shared,
-            shutdown,
-            task,
+            role,
         })
     }
+}
 
-    /// Starts a graceful shutdown.
-    pub fn shutdown(&self) {
-        self.shutdown.cancel();
-    }
-
-    /// The token [`shutdown`](Self::shutdown) cancels, for callers that stop it from elsewhere
-    /// (a signal handler) while awaiting [`wait`](Self::wait).
-    pub fn stop_handle(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Waits until the server has shut down.
-    pub async fn wait(self) -> crate::Result<()> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(error) => Err(crate::Error::Config(format!("ingest task failed: {error}"))),
-        }
-    }
+/// Ready while a broker answers; `/readyz` turns 503 on shutdown, so the Service stops sending
+/// new terminals, while probes and metrics answer until the drain is over.
+fn admin_router(shared: &Arc<Shared>, shutdown: &CancellationToken) -> stage::admin::Router {
+    let probed = shared.clone();
+    stage::admin::router(
+        shared.metrics.registry.clone(),
+        shutdown.clone(),
+        move || {
+            if probed.ready.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("broker not reachable")
+            }
+        },
+    )
 }
 
 /// Warns about configured topics the broker does not know (records for them would fail).
@@ -183,27 +188,11 @@ async fn probe_broker(shared: Arc<Shared>, stop: CancellationToken) {
 
 async fn run(
     listener: TcpListener,
-    admin: TcpListener,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     background: CancellationToken,
     follower: std::thread::JoinHandle<()>,
 ) -> crate::Result<()> {
-    // Ready while a broker answers; `/readyz` turns 503 on shutdown, so the Service stops
-    // sending new terminals, while probes and metrics answer until the drain is over.
-    let probed = shared.clone();
-    let router = admin::router(
-        shared.metrics.registry.clone(),
-        shutdown.clone(),
-        move || {
-            if probed.ready.load(Ordering::Relaxed) {
-                Ok(())
-            } else {
-                Err("broker not reachable")
-            }
-        },
-    );
-    let admin_task = admin::spawn(admin, router, background.clone());
     let checker = shared.clone();
     let _ = tokio::task::spawn_blocking(move || check_topics(&checker.publisher)).await;
     tokio::spawn(probe_broker(shared.clone(), background.clone()));
@@ -260,7 +249,6 @@ async fn run(
         tracing::warn!(%error, "producer flush incomplete");
     }
     background.cancel();
-    let _ = admin_task.await;
     let _ = tokio::task::spawn_blocking(move || follower.join()).await;
     tracing::info!("ingest stopped");
     Ok(())

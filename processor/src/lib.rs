@@ -24,10 +24,12 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+mod restore;
 pub mod rules;
 pub mod runner;
 pub mod sessions;
 pub mod tables;
+mod worker;
 
 pub use config::ProcessorConfig;
 pub use engine::{Engine, EngineConfig};

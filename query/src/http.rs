@@ -110,7 +110,7 @@ pub fn router(engine: Engine, token: String) -> Router {
     let registry = engine.metrics.registry.clone();
     let shared = Arc::new(Shared { engine, token });
     // Ready while it serves: on shutdown the listener closes and probes fail to connect.
-    let probes = admin::router(registry, CancellationToken::new(), || Ok(()));
+    let probes = stage::admin::router(registry, CancellationToken::new(), || Ok(()));
     Router::new()
         .route("/v1/query", post(query))
         .with_state(shared)

@@ -65,7 +65,7 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        admin::render(&self.registry)
+        stage::admin::render(&self.registry)
     }
 }
 

@@ -7,7 +7,7 @@
 //! - [`roll`]: the open Parquet files of one topic partition (zstd, page statistics,
 //!   dictionaries); [`rolllog`]: the roll boundaries that make replays rewrite the same files.
 //! - [`runner`]: `chargewatch sink`, the consumer group writing the lake, exactly once per record
-//!   (the guarantee is spelt out there).
+//!   (the guarantee is spelt out there); `writer`: the rolls it fills, closes and commits.
 //! - [`compact`]: `chargewatch compact`, merging the small files of closed hours.
 
 // Readers of the lake use the same DataFusion (and arrow) the sink writes with.
@@ -23,6 +23,7 @@ pub mod rolllog;
 pub mod runner;
 pub mod tables;
 pub mod view;
+mod writer;
 
 pub use compact::{CompactOptions, CompactReport, compact};
 pub use config::SinkConfig;

@@ -84,6 +84,6 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        admin::render(&self.registry)
+        stage::admin::render(&self.registry)
     }
 }

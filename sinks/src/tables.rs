@@ -13,9 +13,10 @@ use datafusion::arrow::array::{
     UInt8Builder, UInt16Builder,
 };
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
-use schemas::arrow::{Message, TelemetryDecoder};
+use schemas::arrow::TelemetryDecoder;
 use schemas::message::{DeadLetter, EventMessage, MessageMeta, Topics};
 use serde_json::Value;
+use stage::{Packed, Received};
 
 use crate::error::{Error, Result};
 
@@ -76,16 +77,12 @@ impl Table {
     }
 }
 
-/// Messages of one topic partition waiting to be decoded, values packed in one buffer.
+/// Messages of one topic partition waiting to be decoded ([`stage::Packed`]), and the dead
+/// letters' header labels.
 #[derive(Debug)]
 pub struct Pending {
     table: Table,
-    bytes: Vec<u8>,
-    spans: Vec<(usize, usize)>,
-    offsets: Vec<i64>,
-    received_us: Vec<i64>,
-    /// Telemetry: each message's profile and signature status (headers).
-    meta: Vec<MessageMeta>,
+    packed: Packed,
     dead: Vec<Option<DeadLetter>>,
 }
 
@@ -104,11 +101,7 @@ impl Pending {
     pub fn new(table: Table) -> Self {
         Pending {
             table,
-            bytes: Vec::new(),
-            spans: Vec::new(),
-            offsets: Vec::new(),
-            received_us: Vec::new(),
-            meta: Vec::new(),
+            packed: Packed::default(),
             dead: Vec::new(),
         }
     }
@@ -122,29 +115,32 @@ impl Pending {
         meta: MessageMeta,
         dead: Option<DeadLetter>,
     ) {
-        self.spans.push((self.bytes.len(), value.len()));
-        self.bytes.extend_from_slice(value);
-        self.offsets.push(offset);
-        self.received_us.push(received_us);
-        if self.table == Table::Telemetry {
-            self.meta.push(meta);
-        }
+        let received = Received {
+            partition: 0,
+            offset,
+            received_us,
+            meta,
+        };
+        self.packed.push(value, received);
         if self.table == Table::DeadLetters {
             self.dead.push(dead);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.offsets.len()
+        self.packed.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.packed.is_empty()
     }
 
-    fn value(&self, i: usize) -> &[u8] {
-        let (at, len) = self.spans[i];
-        &self.bytes[at..at + len]
+    fn offset(&self, i: usize) -> i64 {
+        self.packed.received(i).offset
+    }
+
+    fn received_us(&self, i: usize) -> i64 {
+        self.packed.received(i).received_us
     }
 
     /// Decodes everything pending into one batch of the table's schema and empties the buffer.
@@ -155,35 +151,23 @@ impl Pending {
             Table::Events => self.decode_rows(event_row, event_columns),
             Table::DeadLetters => self.decode_deadletters(),
         };
-        self.bytes.clear();
-        self.spans.clear();
-        self.offsets.clear();
-        self.received_us.clear();
-        self.meta.clear();
+        self.packed.clear();
         self.dead.clear();
         decoded
     }
 
     fn decode_telemetry(&self, decoder: &mut TelemetryDecoder) -> Result<Decoded> {
-        let messages: Vec<Message<'_>> = (0..self.len())
-            .map(|i| Message {
-                value: self.value(i),
-                received_us: self.received_us[i],
-                profile: self.meta[i].profile,
-                signature: self.meta[i].signature,
-            })
-            .collect();
-        let out = decoder.decode(&messages)?;
+        let out = decoder.decode(&self.packed.messages())?;
         let mut refused = Vec::with_capacity(out.rejected.len());
         let mut offsets = Vec::with_capacity(out.batch.num_rows());
         let mut next_refused = out.rejected.iter().peekable();
-        for (i, offset) in self.offsets.iter().enumerate() {
+        for i in 0..self.len() {
             match next_refused.peek() {
                 Some((at, error)) if *at == i => {
-                    refused.push((*offset, error.to_string()));
+                    refused.push((self.offset(i), error.to_string()));
                     next_refused.next();
                 }
-                _ => offsets.push(*offset),
+                _ => offsets.push(self.offset(i)),
             }
         }
         Ok(Decoded {
@@ -203,9 +187,9 @@ impl Pending {
         let mut offsets = Vec::with_capacity(self.len());
         let mut refused = Vec::new();
         for i in 0..self.len() {
-            match row(&mut builders, self.value(i), self.received_us[i]) {
-                Ok(()) => offsets.push(self.offsets[i]),
-                Err(reason) => refused.push((self.offsets[i], reason)),
+            match row(&mut builders, self.packed.value(i), self.received_us(i)) {
+                Ok(()) => offsets.push(self.offset(i)),
+                Err(reason) => refused.push((self.offset(i), reason)),
             }
         }
         let batch = RecordBatch::try_new(self.table.schema(), finish(builders))?;
@@ -226,14 +210,14 @@ impl Pending {
             StringBuilder::new(),
         );
         let mut command = UInt8Builder::with_capacity(n);
-        let mut raw = BinaryBuilder::with_capacity(n, self.bytes.len());
+        let mut raw = BinaryBuilder::with_capacity(n, self.packed.value_bytes());
         for i in 0..n {
             match &self.dead[i] {
                 Some(dead) => {
                     let at = if dead.received_us > 0 {
                         dead.received_us
                     } else {
-                        self.received_us[i]
+                        self.received_us(i)
                     };
                     received.append_value(at);
                     reason.append_value(dead.reason.as_str());
@@ -244,7 +228,7 @@ impl Pending {
                 }
                 // Kept, not refused: a dead letter is evidence even without its labels.
                 None => {
-                    received.append_value(self.received_us[i]);
+                    received.append_value(self.received_us(i));
                     reason.append_value("unlabelled");
                     error.append_value("dead letter without a cw-reason header");
                     source.append_null();
@@ -252,7 +236,7 @@ impl Pending {
                     command.append_null();
                 }
             }
-            raw.append_value(self.value(i));
+            raw.append_value(self.packed.value(i));
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(received.finish()),
@@ -266,7 +250,7 @@ impl Pending {
         let batch = RecordBatch::try_new(Table::DeadLetters.schema(), columns)?;
         Ok(Decoded {
             batch,
-            offsets: self.offsets.clone(),
+            offsets: (0..n).map(|i| self.offset(i)).collect(),
             refused: Vec::new(),
         })
     }

@@ -10,14 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Offset, TopicPartitionList};
-use schemas::message::Topics;
+use schemas::message::{KafkaSettings, Topics};
 
 pub const PARTITIONS: i32 = 3;
 
@@ -139,20 +137,17 @@ pub fn mock_topics(cluster: &MockCluster<'static, DefaultProducerContext>) -> To
     topics
 }
 
-/// Creates topics with `PARTITIONS` partitions through the admin API.
+/// Creates topics with `PARTITIONS` partitions, as `chargewatch topics` does (not compacted:
+/// the tests' terminal-keys topics stay small).
 pub async fn create_topic_names(bootstrap: &str, names: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
+    let kafka = KafkaSettings {
+        brokers: bootstrap.to_owned(),
+        ..Default::default()
+    };
+    let topics: Vec<(&str, bool)> = names.iter().map(|name| (*name, false)).collect();
+    stage::kafka::create_topics(&kafka, &topics, PARTITIONS, 1)
+        .await
         .unwrap();
-    let new: Vec<NewTopic> = names
-        .iter()
-        .map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics(&new, &options).await.unwrap() {
-        result.unwrap();
-    }
 }
 
 /// Random topic names, created with `PARTITIONS` partitions through the admin API.

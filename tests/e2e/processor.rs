@@ -359,10 +359,10 @@ async fn injected_faults_raise_their_rules_and_clear_after_the_fault() {
         processor::rules::builtin().len() as f64
     );
 
-    processor.shutdown();
-    processor.wait().await.unwrap();
-    server.shutdown();
-    server.wait().await.unwrap();
+    processor.role.shutdown();
+    processor.role.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }
 
 /// The ids of alert events, with what each says.
@@ -430,8 +430,8 @@ async fn a_restarted_processor_misses_no_alert_and_repeats_carry_the_same_ids() 
         first_alerts.until(Duration::from_secs(60), |r| r.len() >= 3),
         "the first instance raised nothing"
     );
-    first.shutdown();
-    first.wait().await.unwrap();
+    first.role.shutdown();
+    first.role.wait().await.unwrap();
     let stopped_after = first_alerts.records.len();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let second = Processor::start(processor_config(&tansu.bootstrap, &topics, &group))
@@ -524,9 +524,9 @@ async fn a_restarted_processor_misses_no_alert_and_repeats_carry_the_same_ids() 
     }
 
     for processor in [second, reference] {
-        processor.shutdown();
-        processor.wait().await.unwrap();
+        processor.role.shutdown();
+        processor.role.wait().await.unwrap();
     }
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }

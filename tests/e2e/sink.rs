@@ -166,10 +166,10 @@ async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    sink.shutdown();
-    sink.wait().await.unwrap();
-    server.shutdown();
-    server.wait().await.unwrap();
+    sink.role.shutdown();
+    sink.role.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 
     let lake = Lake::open(&lake_dir.display().to_string(), &Default::default()).unwrap();
     assert_eq!(

@@ -228,8 +228,8 @@ pub async fn every_bad_input(bootstrap: &str, topics: Topics) {
         Duration::from_secs(30),
     );
     assert_eq!(telemetry.len(), good_sent, "every good frame got through");
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }
 
 /// The raw key of `vin` in a key file.

@@ -185,8 +185,8 @@ async fn a_2025_terminal_signs_uses_sm4_and_gets_2025_replies() {
             "{expected} in {reasons:?}"
         );
     }
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,8 +290,8 @@ async fn oem_vendor_data_is_kept_and_the_report_accepted() {
         !arrow_array::Array::is_null(lat.as_ref(), 0),
         "the item after the OEM block"
     );
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,8 +435,8 @@ async fn a_lower_platform_logs_in_and_relays_many_vehicles() {
             assert!(!String::from_utf8_lossy(value).contains("guess"));
         }
     }
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -573,7 +573,7 @@ async fn an_activation_through_one_replica_verifies_on_another() {
     assert_eq!(keys.len(), 1, "one activation stored");
     assert_eq!(keys[0].key.as_deref(), Some(vin.trimmed()));
     for server in [first, second] {
-        server.shutdown();
-        server.wait().await.unwrap();
+        server.role.shutdown();
+        server.role.wait().await.unwrap();
     }
 }

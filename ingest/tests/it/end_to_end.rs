@@ -110,8 +110,8 @@ pub async fn fleet_through(bootstrap: &str, topics: Topics, cipher: Cipher) {
     assert_eq!(count("logout"), TERMINALS);
     assert_eq!(count("heartbeat"), TERMINALS * 2);
     assert_eq!(count("connection_opened"), TERMINALS);
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

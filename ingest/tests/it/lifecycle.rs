@@ -129,8 +129,8 @@ async fn key_file_reload_keeps_connections_and_admits_new_terminals() {
     )
     .await;
     assert_eq!(rejected, 1.0);
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,8 +153,8 @@ async fn shutdown_drains_in_flight_deliveries_and_replies() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let shared = server.shared.clone();
-    server.shutdown();
-    tokio::time::timeout(Duration::from_secs(15), server.wait())
+    server.role.shutdown();
+    tokio::time::timeout(Duration::from_secs(15), server.role.wait())
         .await
         .expect("drained within the grace period")
         .unwrap();
@@ -283,8 +283,8 @@ async fn limits_close_what_misbehaves_and_the_json_mirror_carries_records() {
         .await,
         2.0
     );
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,6 +358,6 @@ async fn a_stalled_broker_stops_reads_at_the_in_flight_bound() {
         Duration::from_secs(10),
     );
     assert_eq!(records.len(), 50);
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }

@@ -61,6 +61,6 @@ async fn broker_outage_loses_no_acknowledged_report() {
     assert_acknowledged_reports_stored(&bootstrap, &topics.telemetry, &report);
     let (status, _) = http_get(server.admin_addr, "/readyz").await;
     assert_eq!(status, 200, "ready again once the broker is back");
-    server.shutdown();
-    server.wait().await.unwrap();
+    server.role.shutdown();
+    server.role.wait().await.unwrap();
 }

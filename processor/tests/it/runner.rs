@@ -107,8 +107,8 @@ async fn rules_reload_when_the_directory_changes_and_refusals_show_on_rules() {
         async || http_get(admin, "/readyz").await.0 == 200,
     )
     .await;
-    processor.shutdown();
-    processor.wait().await.unwrap();
+    processor.role.shutdown();
+    processor.role.wait().await.unwrap();
 }
 
 fn message(vin: Vin, second: i64) -> Vec<u8> {
@@ -200,6 +200,6 @@ async fn refused_and_late_telemetry_go_to_the_dead_letter_topic() {
         metric(processor.admin_addr, "processor_records_rejected_total", "").await,
         1.0
     );
-    processor.shutdown();
-    processor.wait().await.unwrap();
+    processor.role.shutdown();
+    processor.role.wait().await.unwrap();
 }

@@ -128,8 +128,8 @@ async fn every_record_exactly_once(lake: TestLake) {
     .unwrap();
     wait_consumed(&sink, total).await;
     assert_eq!(http_get(sink.admin_addr, "/readyz").await.0, 200);
-    sink.shutdown();
-    sink.wait().await.unwrap();
+    sink.role.shutdown();
+    sink.role.wait().await.unwrap();
 
     let lake = lake.open();
     assert_eq!(scalar(&lake, "SELECT count(*) FROM telemetry").await, 1800);
@@ -209,7 +209,7 @@ async fn crash_between_upload_and_commit(lake: TestLake) {
     first.sink.roll_max_age = Duration::from_secs(600);
     first.crash_after_uploads = Some(2);
     let sink = Sink::start(first).await.unwrap();
-    let error = sink.wait().await.unwrap_err();
+    let error = sink.role.wait().await.unwrap_err();
     assert!(
         matches!(error, sinks::Error::InjectedCrash { uploads: 2 }),
         "{error}"
@@ -237,8 +237,8 @@ async fn crash_between_upload_and_commit(lake: TestLake) {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    sink.shutdown();
-    sink.wait().await.unwrap();
+    sink.role.shutdown();
+    sink.role.wait().await.unwrap();
     assert_eq!(
         scalar(&opened, "SELECT count(*) FROM telemetry").await,
         1800

@@ -6,14 +6,13 @@
 //!   `draining` from the moment it is told to stop (so a Service sends it nothing new while it
 //!   finishes what it has);
 //!
-//! and the consumer-lag gauge that the roles' Kafka consumers feed from librdkafka's statistics.
 //! The admin server is stopped by its own token, after the role has drained, so probes and
 //! metrics answer throughout the drain.
 
-use axum::Router;
+pub use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use prometheus::{IntGaugeVec, Registry, TextEncoder};
+use prometheus::{Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -55,30 +54,6 @@ pub fn spawn(listener: TcpListener, router: Router, stop: CancellationToken) -> 
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
     })
-}
-
-/// Asks librdkafka for statistics every 10 s (for [`record_consumer_lag`]), unless the
-/// configured Kafka properties already set `statistics.interval.ms`.
-pub fn with_lag_statistics(config: &mut rdkafka::ClientConfig) -> &mut rdkafka::ClientConfig {
-    if config.get("statistics.interval.ms").is_none() {
-        config.set("statistics.interval.ms", "10000");
-    }
-    config
-}
-
-/// Sets `gauge{topic, partition}` to each assigned partition's consumer lag from librdkafka's
-/// statistics (`statistics.interval.ms`); partitions no longer assigned drop out.
-pub fn record_consumer_lag(gauge: &IntGaugeVec, statistics: &rdkafka::Statistics) {
-    gauge.reset();
-    for topic in statistics.topics.values() {
-        for (partition, stats) in &topic.partitions {
-            if *partition >= 0 && stats.consumer_lag >= 0 {
-                gauge
-                    .with_label_values(&[topic.topic.as_str(), &partition.to_string()])
-                    .set(stats.consumer_lag);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
