@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ingest::IngestConfig;
+use lake::LakeConfig;
 use processor::ProcessorConfig;
 use query::QueryConfig;
 use schemas::message::{KafkaSettings, Topics};
@@ -26,8 +27,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The processor role.
     pub processor: ProcessorConfig,
-    /// The sink role (and `compact`, `query`, `serve-query`, which read `sink.lake` and
-    /// `sink.storage`).
+    /// Where the lake is, for the sink that writes it and `compact`, `query` and `serve-query`
+    /// that read it.
+    pub lake: LakeConfig,
+    /// The sink role.
     pub sink: SinkConfig,
     /// The query role.
     pub query: QueryConfig,
@@ -71,7 +74,7 @@ mod tests {
         let overrides = config.processor.overrides();
         assert_eq!(overrides["comm_loss.silence_s"], "30");
         assert_eq!(overrides["inverter_freq_out_of_band.min_khz"], "81.38");
-        assert_eq!(config.sink.lake, "./data/lake");
+        assert_eq!(config.lake.location, "./data/lake");
         assert_eq!(config.sink.roll_max_age.as_secs(), 60);
         assert_eq!(config.sink.roll_max_bytes, 128 << 20);
         assert_eq!(config.query.timeout.as_secs(), 60);

@@ -7,9 +7,6 @@
 //! over the lake) and `demo` (every role, end to end in one process).
 
 mod bench;
-mod bench_processor;
-mod bench_query;
-mod bench_sink;
 mod config;
 mod decode;
 mod demo;
@@ -229,7 +226,7 @@ fn main() -> ExitCode {
                     no_openssl,
                     only,
                 },
-        } => bench::codec(seconds, !no_openssl, only.as_deref()),
+        } => bench::codec::run(seconds, !no_openssl, only.as_deref()),
         Cmd::Bench {
             what:
                 BenchCmd::Ingest {
@@ -240,7 +237,7 @@ fn main() -> ExitCode {
                     window,
                 },
         } => match schemas::Cipher::from_name(&cipher) {
-            Some(cipher) => bench::ingest(&brokers, terminals, reports, cipher, window),
+            Some(cipher) => bench::ingest::run(&brokers, terminals, reports, cipher, window),
             None => Err(anyhow::anyhow!("unknown cipher {cipher:?}")),
         },
         Cmd::Bench {
@@ -251,7 +248,7 @@ fn main() -> ExitCode {
                     brokers,
                     broker_seconds,
                 },
-        } => bench_processor::processor(vins, seconds, brokers.as_deref(), broker_seconds),
+        } => bench::processor::run(vins, seconds, brokers.as_deref(), broker_seconds),
         Cmd::Bench {
             what:
                 BenchCmd::Sink {
@@ -261,7 +258,7 @@ fn main() -> ExitCode {
                     rounds,
                     python,
                 },
-        } => bench_sink::sink(
+        } => bench::sink::run(
             vins,
             seconds,
             zstd_level,
@@ -276,7 +273,7 @@ fn main() -> ExitCode {
                     rounds,
                     python,
                 },
-        } => bench_query::query(vins, seconds, rounds, &python),
+        } => bench::query::run(vins, seconds, rounds, &python),
         Cmd::Demo {
             terminals,
             duration,

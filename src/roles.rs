@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ingest::simulator::{self, Fault, SimConfig};
 use schemas::{Cipher, KeyStore};
+use simulator::{self, Fault, SimConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config;
@@ -85,6 +85,83 @@ pub struct RoleArgs {
     drain_timeout: Duration,
 }
 
+/// Ingest as production runs it, from a loaded config (the `ingest` subcommand and the demo).
+pub async fn start_ingest(config: &config::Config) -> Result<ingest::Ingest> {
+    let topics = config.topics.clone();
+    ingest::Ingest::start(&config.kafka, topics, config.ingest.clone())
+        .await
+        .context("starting ingest")
+}
+
+/// The processor as production runs it, from a loaded config.
+pub async fn start_processor(config: &config::Config) -> Result<processor::Processor> {
+    processor::Processor::start(processor::runner::RunConfig {
+        kafka: config.kafka.clone(),
+        topics: config.topics.clone(),
+        processor: config.processor.clone(),
+    })
+    .await
+    .context("starting the processor")
+}
+
+/// The sink as production runs it, from a loaded config.
+pub async fn start_sink(config: &config::Config) -> Result<sinks::Sink> {
+    sinks::Sink::start(sinks::RunConfig::new(
+        config.kafka.clone(),
+        config.topics.clone(),
+        config.lake.clone(),
+        config.sink.clone(),
+    ))
+    .await
+    .context("starting the sink")
+}
+
+/// The query role's two servers, HTTP and Flight SQL, as one role.
+#[derive(Debug)]
+pub struct QueryServers {
+    pub http_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
+    pub role: stage::Role<std::io::Error>,
+}
+
+/// The query servers as production runs them, from a loaded config.
+pub async fn start_query(config: &config::Config) -> Result<QueryServers> {
+    let engine = query_engine(config)?;
+    let stop = CancellationToken::new();
+    let token = config.query.token.0.clone();
+    let (http_addr, http) = query::http::serve(
+        config.query.http_listen,
+        engine.clone(),
+        token.clone(),
+        stop.clone(),
+    )
+    .await
+    .context("starting the query HTTP server")?;
+    let (flight_addr, flight) =
+        query::flight::serve(config.query.flight_listen, engine, token, stop.clone())
+            .await
+            .context("starting the Flight SQL server")?;
+    tracing::info!(%http_addr, %flight_addr, lake = %config.lake.location, "serving queries");
+    let servers = async move {
+        for server in [http, flight] {
+            server.await.map_err(std::io::Error::other)?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let role = stage::Role::on_runtime(
+        "query",
+        "stopped accepting; finishing the running queries",
+        stop,
+        None,
+        servers,
+    );
+    Ok(QueryServers {
+        http_addr,
+        flight_addr,
+        role,
+    })
+}
+
 /// Runs a started role until SIGTERM or Ctrl-C, then drains it within `args.drain_timeout`.
 /// A role that ends without being told to (a fatal error) ends the process with status 1, so
 /// Kubernetes restarts it rather than probing a process that does no work.
@@ -152,9 +229,7 @@ pub fn ingest(args: IngestArgs) -> Result<()> {
     ]);
     let config = config::load(args.role.config.as_deref(), flags)?;
     runtime()?.block_on(async move {
-        let server = ingest::Ingest::start(&config.kafka, config.topics, config.ingest)
-            .await
-            .context("starting ingest")?;
+        let server = start_ingest(&config).await?;
         until_terminated(server.role, &args.role).await
     })
 }
@@ -193,13 +268,7 @@ pub fn process(args: ProcessArgs) -> Result<()> {
     ]);
     let config = config::load(args.role.config.as_deref(), flags)?;
     runtime()?.block_on(async move {
-        let processor = processor::Processor::start(processor::runner::RunConfig {
-            kafka: config.kafka,
-            topics: config.topics,
-            processor: config.processor,
-        })
-        .await
-        .context("starting the processor")?;
+        let processor = start_processor(&config).await?;
         until_terminated(processor.role, &args.role).await
     })
 }
@@ -211,7 +280,7 @@ pub struct SinkArgs {
     /// Kafka bootstrap servers (kafka.brokers).
     #[arg(long)]
     brokers: Option<String>,
-    /// The lake: a directory, file:///…, s3://bucket/prefix, … (sink.lake).
+    /// The lake: a directory, file:///…, s3://bucket/prefix, … (lake.location).
     #[arg(long)]
     lake: Option<String>,
     /// Admin HTTP listener for /metrics, /healthz, /readyz (sink.admin_listen).
@@ -226,7 +295,7 @@ pub fn sink(args: SinkArgs) -> Result<()> {
     init_logging(args.role.log_json);
     let flags = overrides([
         ("kafka.brokers", args.brokers),
-        ("sink.lake", args.lake),
+        ("lake.location", args.lake),
         (
             "sink.admin_listen",
             args.admin_listen.map(|v| v.to_string()),
@@ -235,23 +304,17 @@ pub fn sink(args: SinkArgs) -> Result<()> {
     ]);
     let config = config::load(args.role.config.as_deref(), flags)?;
     runtime()?.block_on(async move {
-        let sink = sinks::Sink::start(sinks::RunConfig::new(
-            config.kafka,
-            config.topics,
-            config.sink,
-        ))
-        .await
-        .context("starting the sink")?;
+        let sink = start_sink(&config).await?;
         until_terminated(sink.role, &args.role).await
     })
 }
 
 #[derive(Debug, Args)]
 pub struct CompactArgs {
-    /// Config file (TOML); its `sink.lake` and `sink.storage` say where the lake is.
+    /// Config file (TOML); its `[lake]` says where the lake is.
     #[arg(long, env = "CHARGEWATCH_CONFIG")]
     config: Option<PathBuf>,
-    /// The lake (sink.lake).
+    /// The lake (lake.location).
     #[arg(long)]
     lake: Option<String>,
     /// Compact only hours before this one, `YYYY-MM-DDTHH` (UTC); default: the current hour.
@@ -267,7 +330,7 @@ pub struct CompactArgs {
 
 pub fn compact(args: CompactArgs) -> Result<()> {
     init_logging(args.log_json);
-    let flags = overrides([("sink.lake", args.lake)]);
+    let flags = overrides([("lake.location", args.lake)]);
     let config = config::load(args.config.as_deref(), flags)?;
     let mut options = sinks::CompactOptions {
         target_bytes: args.target_mib << 20,
@@ -278,9 +341,9 @@ pub fn compact(args: CompactArgs) -> Result<()> {
     if let Some(before) = &args.before {
         let at = schemas::time::parse_utc_micros(&format!("{before}:00:00.000000Z"))
             .with_context(|| format!("--before {before:?} is not YYYY-MM-DDTHH"))?;
-        options.before_hour = sinks::lake::hour_of(at);
+        options.before_hour = lake::hour_of(at);
     }
-    let lake = sinks::Lake::open(&config.sink.lake, &config.sink.storage)?;
+    let lake = lake::Lake::from_config(&config.lake)?;
     let report = runtime()?.block_on(sinks::compact(&lake, &options))?;
     println!(
         "compacted {}: {} files merged into {}, {} rows, {:.1} MiB -> {:.1} MiB; {} leftover files deleted",
@@ -297,10 +360,10 @@ pub fn compact(args: CompactArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Config file (TOML); its `sink.lake`, `sink.storage` and `[query]` apply.
+    /// Config file (TOML); its `[lake]` and `[query]` apply.
     #[arg(long, env = "CHARGEWATCH_CONFIG")]
     config: Option<PathBuf>,
-    /// The lake (sink.lake).
+    /// The lake (lake.location).
     #[arg(long)]
     lake: Option<String>,
     /// Output: table, csv, json (lines) or arrow (IPC stream).
@@ -310,8 +373,9 @@ pub struct QueryArgs {
     sql: String,
 }
 
-fn query_engine(config: &config::Config) -> Result<query::Engine> {
-    let lake = sinks::Lake::open(&config.sink.lake, &config.sink.storage)?;
+/// The query engine over the configured lake, with the configured limits.
+pub fn query_engine(config: &config::Config) -> Result<query::Engine> {
+    let lake = lake::Lake::from_config(&config.lake)?;
     Ok(query::Engine::new(
         lake,
         query::Limits {
@@ -326,7 +390,7 @@ pub fn query(args: QueryArgs) -> Result<()> {
         .with_context(|| format!("--format {:?}: table, csv, json or arrow", args.format))?;
     let config = config::load(
         args.config.as_deref(),
-        overrides([("sink.lake", args.lake)]),
+        overrides([("lake.location", args.lake)]),
     )?;
     let engine = query_engine(&config)?;
     let answer = runtime()?.block_on(engine.run(&args.sql))?;
@@ -339,7 +403,7 @@ pub fn query(args: QueryArgs) -> Result<()> {
 pub struct ServeQueryArgs {
     #[command(flatten)]
     role: RoleArgs,
-    /// The lake (sink.lake).
+    /// The lake (lake.location).
     #[arg(long)]
     lake: Option<String>,
     /// HTTP listener for POST /v1/query, /metrics, /healthz, /readyz (query.http_listen).
@@ -353,7 +417,7 @@ pub struct ServeQueryArgs {
 pub fn serve_query(args: ServeQueryArgs) -> Result<()> {
     init_logging(args.role.log_json);
     let flags = overrides([
-        ("sink.lake", args.lake),
+        ("lake.location", args.lake),
         ("query.http_listen", args.http_listen.map(|v| v.to_string())),
         (
             "query.flight_listen",
@@ -361,37 +425,9 @@ pub fn serve_query(args: ServeQueryArgs) -> Result<()> {
         ),
     ]);
     let config = config::load(args.role.config.as_deref(), flags)?;
-    let engine = query_engine(&config)?;
     runtime()?.block_on(async move {
-        let stop = CancellationToken::new();
-        let token = config.query.token.0;
-        let (http_addr, http) = query::http::serve(
-            config.query.http_listen,
-            engine.clone(),
-            token.clone(),
-            stop.clone(),
-        )
-        .await
-        .context("starting the query HTTP server")?;
-        let (flight_addr, flight) =
-            query::flight::serve(config.query.flight_listen, engine, token, stop.clone())
-                .await
-                .context("starting the Flight SQL server")?;
-        tracing::info!(%http_addr, %flight_addr, lake = %config.sink.lake, "serving queries");
-        let servers = async move {
-            for server in [http, flight] {
-                server.await.map_err(std::io::Error::other)?;
-            }
-            Ok::<(), std::io::Error>(())
-        };
-        let role = stage::Role::on_runtime(
-            "query",
-            "stopped accepting; finishing the running queries",
-            stop,
-            None,
-            servers,
-        );
-        until_terminated(role, &args.role).await
+        let servers = start_query(&config).await?;
+        until_terminated(servers.role, &args.role).await
     })
 }
 

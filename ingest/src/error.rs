@@ -3,7 +3,7 @@
 /// Result alias of the ingest crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What can stop ingest or the simulator (per-frame problems are dead letters, not errors).
+/// What can stop ingest (per-frame problems are dead letters, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("io: {0}")]
@@ -12,8 +12,16 @@ pub enum Error {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("{0}")]
     Protocol(#[from] schemas::Error),
-    #[error("config: {0}")]
-    Config(String),
+    /// An `[[ingest.platforms]]` entry that cannot be used (1-based, as the file counts).
+    #[error("ingest.platforms #{index} ({id}): {reason}")]
+    Platform {
+        index: usize,
+        id: String,
+        reason: String,
+    },
+    /// A blocking task of ingest ended without its result.
+    #[error("{task} task died: {reason}")]
+    TaskDied { task: &'static str, reason: String },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }

@@ -1,5 +1,5 @@
-//! Ingest: terminal connections in, decrypted and validated records into Kafka; and the fleet
-//! simulator that drives it.
+//! Ingest: terminal connections in, decrypted and validated records into Kafka. (The fleet
+//! simulator that drives it is the `simulator` crate.)
 //!
 //! Takes: TCP connections from charging terminals speaking PROTOCOL.md. Gives: telemetry
 //! messages (`chargewatch.telemetry`, key = VIN), events, and dead letters on Kafka; replies to
@@ -18,7 +18,6 @@ pub mod publisher;
 pub mod records;
 pub mod server;
 pub mod session;
-pub mod simulator;
 
 pub use config::IngestConfig;
 pub use error::{Error, Result};

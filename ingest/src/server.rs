@@ -75,7 +75,10 @@ impl Ingest {
                 activations.follow(&kafka, &topic, Duration::from_secs(10), stop)
             })
             .await
-            .map_err(|e| crate::Error::Config(format!("terminal keys reader: {e}")))??
+            .map_err(|e| crate::Error::TaskDied {
+                task: "terminal keys reader",
+                reason: e.to_string(),
+            })??
         };
         let publisher = Publisher::new(kafka, topics, config.delivery_timeout)?;
         let metrics = Metrics::new()?;

@@ -89,8 +89,10 @@ impl Platforms {
     pub fn from_config(configs: &[crate::config::PlatformConfig]) -> crate::Result<Self> {
         let mut by_id = std::collections::HashMap::new();
         for (i, c) in configs.iter().enumerate() {
-            let bad = |what: String| {
-                crate::Error::Config(format!("ingest.platforms #{} ({}): {what}", i + 1, c.id))
+            let bad = |reason: String| crate::Error::Platform {
+                index: i + 1,
+                id: c.id.clone(),
+                reason,
             };
             let id = Vin::new(&c.id).map_err(|e| bad(e.to_string()))?;
             let cipher = schemas::Cipher::from_name(&c.cipher)

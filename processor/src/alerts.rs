@@ -14,43 +14,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use schemas::time::{format_utc_micros, parse_utc_micros};
-use serde_json::{Map, Value, json};
+use schemas::alert::{self, AlertData, AlertMessage, AlertWindow};
+use serde_json::{Map, Value};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::rules::{Rule, Severity, WindowSpec};
 
-/// What happened to an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AlertKind {
-    Raised,
-    Updated,
-    Cleared,
-}
-
-impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::Raised => "raised",
-            AlertKind::Updated => "updated",
-            AlertKind::Cleared => "cleared",
-        }
-    }
-
-    /// The CloudEvents `type`.
-    pub fn event_type(self) -> String {
-        format!("chargewatch.alert.{}", self.as_str())
-    }
-
-    fn from_event_type(text: &str) -> Option<Self> {
-        match text.strip_prefix("chargewatch.alert.")? {
-            "raised" => Some(AlertKind::Raised),
-            "updated" => Some(AlertKind::Updated),
-            "cleared" => Some(AlertKind::Cleared),
-            _ => None,
-        }
-    }
-}
+pub use schemas::alert::AlertKind;
 
 /// One row a rule returned for a window.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,69 +72,68 @@ fn event_id(rule: &str, entity_key: &str, raised_start: i64, kind: AlertKind, en
 }
 
 impl AlertEvent {
+    /// The message on the alerts topic ([`schemas::alert`]).
+    pub fn to_message(&self) -> AlertMessage {
+        AlertMessage {
+            specversion: alert::SPEC_VERSION.to_owned(),
+            kind: self.kind,
+            source: AlertMessage::source_of(&self.rule),
+            id: self.id.clone(),
+            time_us: self.window_end_us,
+            subject: self.vin.clone(),
+            datacontenttype: alert::CONTENT_TYPE.to_owned(),
+            data: AlertData {
+                rule: self.rule.clone(),
+                description: self.description.clone(),
+                severity: self.severity.as_str().to_owned(),
+                entity: self.entity.clone().into_iter().collect(),
+                window: AlertWindow {
+                    start_us: self.window_start_us,
+                    end_us: self.window_end_us,
+                    spec: self.window.to_string(),
+                },
+                raised_window_start_us: self.raised_window_start_us,
+                evidence: self.evidence.clone(),
+                station_id: self.station_id.clone(),
+                pad_no: self.pad_no,
+                partition: self.partition,
+            },
+        }
+    }
+
     /// The CloudEvents 1.0 JSON document.
     pub fn to_cloudevent(&self) -> Value {
-        json!({
-            "specversion": "1.0",
-            "type": self.kind.event_type(),
-            "source": format!("/chargewatch/processor/rules/{}", self.rule),
-            "id": self.id,
-            "time": format_utc_micros(self.window_end_us),
-            "subject": self.vin,
-            "datacontenttype": "application/json",
-            "data": {
-                "rule": self.rule,
-                "description": self.description,
-                "severity": self.severity.as_str(),
-                "entity": self.entity,
-                "window": {
-                    "start": format_utc_micros(self.window_start_us),
-                    "end": format_utc_micros(self.window_end_us),
-                    "spec": self.window.to_string(),
-                },
-                "raised_window_start": format_utc_micros(self.raised_window_start_us),
-                "evidence": self.evidence,
-                "station_id": self.station_id,
-                "pad_no": self.pad_no,
-                "partition": self.partition,
-            }
-        })
+        serde_json::to_value(self.to_message()).unwrap_or_default()
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_cloudevent()).unwrap_or_default()
+        self.to_message().to_bytes()
     }
 
     /// Reads an event back (state restore); `None` for anything that is not one of ours.
     pub fn from_bytes(bytes: &[u8]) -> Option<AlertEvent> {
-        let doc: Value = serde_json::from_slice(bytes).ok()?;
-        let kind = AlertKind::from_event_type(doc.get("type")?.as_str()?)?;
-        let data = doc.get("data")?;
-        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        let window = data.get("window")?;
-        let entity: BTreeMap<String, Value> = match data.get("entity")? {
-            Value::Object(map) => map.clone().into_iter().collect(),
-            _ => return None,
-        };
+        Self::from_message(AlertMessage::from_bytes(bytes).ok()?)
+    }
+
+    /// `None` where the severity or window is not one a rule can have.
+    pub fn from_message(message: AlertMessage) -> Option<AlertEvent> {
+        let data = message.data;
         Some(AlertEvent {
-            kind,
-            id: text(&doc, "id")?,
-            rule: text(data, "rule")?,
-            description: text(data, "description").unwrap_or_default(),
-            severity: Severity::parse(data.get("severity")?.as_str()?)?,
-            vin: text(&doc, "subject")?,
-            entity,
-            window: WindowSpec::parse(window.get("spec")?.as_str()?).ok()?,
-            window_start_us: parse_utc_micros(window.get("start")?.as_str()?)?,
-            window_end_us: parse_utc_micros(window.get("end")?.as_str()?)?,
-            raised_window_start_us: parse_utc_micros(data.get("raised_window_start")?.as_str()?)?,
-            evidence: data.get("evidence")?.as_object()?.clone(),
-            station_id: text(data, "station_id"),
-            pad_no: data
-                .get("pad_no")
-                .and_then(Value::as_u64)
-                .and_then(|p| u8::try_from(p).ok()),
-            partition: i32::try_from(data.get("partition")?.as_i64()?).ok()?,
+            kind: message.kind,
+            id: message.id,
+            severity: Severity::parse(&data.severity)?,
+            window: WindowSpec::parse(&data.window.spec).ok()?,
+            rule: data.rule,
+            description: data.description,
+            vin: message.subject,
+            entity: data.entity.into_iter().collect(),
+            window_start_us: data.window.start_us,
+            window_end_us: data.window.end_us,
+            raised_window_start_us: data.raised_window_start_us,
+            evidence: data.evidence,
+            station_id: data.station_id,
+            pad_no: data.pad_no,
+            partition: data.partition,
         })
     }
 }

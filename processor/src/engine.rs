@@ -405,7 +405,9 @@ impl Engine {
         let rows = batch.num_rows();
         debug_assert!(partitions.len() == rows && offsets.len() == rows);
         let Some(times) = event_times(batch) else {
-            return Err(crate::Error::Config("batch lacks event_time".into()));
+            return Err(crate::Error::MissingColumn {
+                column: "event_time",
+            });
         };
         // Per partition: the last offset and the greatest event time of the rows not late.
         let mut seen: BTreeMap<i32, (i64, Option<i64>)> = BTreeMap::new();

@@ -23,8 +23,64 @@ pub enum Error {
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("arrow: {0}")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
-    #[error("config: {0}")]
-    Config(String),
+    /// A `[processor.params]` key that names no loaded rule.
+    #[error("param override `{key}` names no loaded rule (expected rule_id.param)")]
+    UnknownOverride { key: String },
+    /// A decoded batch without a column the engine needs (a decoder bug).
+    #[error("decoded telemetry batch has no usable {column} column")]
+    MissingColumn { column: &'static str },
+    /// The open alerts of the assigned partitions could not be read back.
+    #[error("restoring open alerts from {topic}: {reason}")]
+    Restore { topic: String, reason: String },
+    /// A blocking task of the processor ended without its result.
+    #[error("{task} task died: {reason}")]
+    TaskDied { task: &'static str, reason: String },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+}
+
+impl Error {
+    /// What the loop does with it ([`stage::ErrorKind`]): broker trouble and an alert restore
+    /// that ran out of time are tried again; the rest stops the processor.
+    pub fn kind(&self) -> stage::ErrorKind {
+        match self {
+            Error::Kafka(error) => stage::kafka_error_kind(error),
+            Error::Io(_) | Error::Restore { .. } => stage::ErrorKind::Retry,
+            Error::Rule { .. }
+            | Error::UnknownOverride { .. }
+            | Error::MissingColumn { .. }
+            | Error::TaskDied { .. }
+            | Error::DataFusion(_)
+            | Error::Arrow(_)
+            | Error::Metrics(_) => stage::ErrorKind::Fatal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_trouble_is_retried_and_broken_invariants_stop() {
+        let restore = Error::Restore {
+            topic: "chargewatch.alerts".into(),
+            reason: "took over a minute".into(),
+        };
+        assert_eq!(restore.kind(), stage::ErrorKind::Retry);
+        assert_eq!(
+            restore.to_string(),
+            "restoring open alerts from chargewatch.alerts: took over a minute"
+        );
+        let timeout = Error::Kafka(rdkafka::error::KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+        ));
+        assert_eq!(timeout.kind(), stage::ErrorKind::Retry);
+        let creation = Error::Kafka(rdkafka::error::KafkaError::ClientCreation("bad".into()));
+        assert_eq!(creation.kind(), stage::ErrorKind::Fatal);
+        let column = Error::MissingColumn {
+            column: "event_time",
+        };
+        assert_eq!(column.kind(), stage::ErrorKind::Fatal);
+    }
 }

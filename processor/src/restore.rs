@@ -46,9 +46,10 @@ pub fn read_alerts(
     let deadline = Instant::now() + Duration::from_secs(60);
     while !remaining.is_empty() {
         if Instant::now() > deadline {
-            return Err(Error::Config(format!(
-                "reading {topic} to restore alerts took over a minute"
-            )));
+            return Err(Error::Restore {
+                topic: topic.to_owned(),
+                reason: "reading it to its end took over a minute".into(),
+            });
         }
         // The end of a partition is where the broker says it is when the consumer gets there
         // (partition EOF), not a high watermark read before: that can lag the last write.

@@ -550,9 +550,9 @@ pub async fn load(dir: Option<&Path>, builtin_rules: bool, overrides: &Overrides
             .split_once('.')
             .is_some_and(|(rule, _)| by_id.contains_key(rule));
         if !known {
-            loaded.rejected.push(Error::Config(format!(
-                "param override `{key}` names no loaded rule (expected rule_id.param)"
-            )));
+            loaded
+                .rejected
+                .push(Error::UnknownOverride { key: key.clone() });
         }
     }
     loaded.rules = by_id.into_values().collect();

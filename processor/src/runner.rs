@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::FutureProducer;
 use schemas::message::{KafkaSettings, Topics};
 use serde_json::json;
-use stage::kafka::Commits;
-use stage::{Admin, Role};
+use stage::kafka::{Commits, GroupContext};
+use stage::{Admin, ErrorKind, Role};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProcessorConfig;
@@ -152,6 +152,30 @@ async fn load_rules(config: &ProcessorConfig, metrics: &Metrics, status: &Status
     loaded.rules
 }
 
+/// Restarts the engine after a rebalance, trying again (1 s, doubling to 30 s) while the
+/// error is worth it, before any message of the new assignment is processed.
+async fn restart(
+    worker: &mut Worker,
+    consumer: &StreamConsumer<GroupContext>,
+    stop: &CancellationToken,
+) -> Result<()> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match worker.restart_engine(consumer).await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.kind() == ErrorKind::Retry && !stop.is_cancelled() => {
+                tracing::warn!(%error, ?pause, "restarting after a rebalance failed; trying again");
+                tokio::select! {
+                    _ = stop.cancelled() => return Err(error),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 async fn run(
     config: RunConfig,
     metrics: Metrics,
@@ -182,14 +206,14 @@ async fn run(
             _ = stop.cancelled() => break,
             message = consumer.recv() => {
                 if consumer.context().take_rebalanced() {
-                    worker.restart_engine(&consumer).await?;
+                    restart(&mut worker, &consumer, &stop).await?;
                 }
                 match message {
                     Ok(message) if message.topic() == worker.config.topics.events => {
                         worker.handle_event(&message);
                     }
                     Ok(message) => {
-                        worker.pending.push_message(&message);
+                        stage::kafka::pack(&mut worker.pending, &message);
                         if worker.pending.len() >= max_rows {
                             worker.flush_batch()?;
                         }
@@ -204,7 +228,7 @@ async fn run(
             _ = tick.tick() => {}
         }
         if consumer.context().take_rebalanced() {
-            worker.restart_engine(&consumer).await?;
+            restart(&mut worker, &consumer, &stop).await?;
         }
         if worker
             .pending
@@ -213,7 +237,13 @@ async fn run(
         {
             worker.flush_batch()?;
         }
-        worker.round(&consumer, &stop).await?;
+        if let Err(error) = worker.round(&consumer, &stop).await {
+            // Offsets were not stored: the next round delivers and stores again.
+            match error.kind() {
+                ErrorKind::Retry => tracing::warn!(%error, "round failed; trying again"),
+                ErrorKind::Fatal => return Err(error),
+            }
+        }
         if let Some(dir) = &rules_dir
             && last_reload_check.elapsed() >= worker.config.processor.rules_reload_interval
         {

@@ -11,9 +11,9 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::Reason;
+use schemas::arrow::Packed;
 use schemas::arrow::TelemetryDecoder;
 use schemas::message::{DeadLetter, EventMessage, event_kinds};
-use stage::Packed;
 use stage::kafka::{GroupContext, Outgoing};
 use tokio_util::sync::CancellationToken;
 
@@ -44,14 +44,12 @@ pub(crate) struct Worker {
 }
 
 fn alert(topic: &str, event: &AlertEvent) -> Outgoing {
+    let message = event.to_message();
     Outgoing {
         topic: topic.to_owned(),
         key: Some(event.vin.clone()),
-        payload: event.to_bytes(),
-        headers: vec![
-            ("ce_type", event.kind.event_type()),
-            ("ce_id", event.id.clone()),
-        ],
+        payload: message.to_bytes(),
+        headers: message.headers(),
     }
 }
 
@@ -275,7 +273,10 @@ impl Worker {
                 crate::restore::read_alerts(&kafka, &topic, &wanted)
             })
             .await
-            .map_err(|e| Error::Config(e.to_string()))??;
+            .map_err(|e| Error::TaskDied {
+                task: "alert restore",
+                reason: e.to_string(),
+            })??;
             let restored = events.len();
             self.engine.restore(events);
             tracing::info!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// The `[query]` section of the config file (`CHARGEWATCH__QUERY__…` in the environment). The
-/// lake's location and store options are `sink.lake` and `sink.storage`.
+/// lake is `[lake]` (`lake::LakeConfig`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryConfig {

@@ -16,7 +16,7 @@ pub enum Error {
     #[error("query ran past its time limit of {0:?}")]
     Timeout(Duration),
     #[error("lake: {0}")]
-    Lake(#[from] sinks::Error),
+    Lake(#[from] lake::Error),
     #[error("encoding the answer: {0}")]
     Encode(#[from] datafusion::arrow::error::ArrowError),
     #[error("io: {0}")]

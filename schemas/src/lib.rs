@@ -11,6 +11,7 @@
 //! Every command, type, offset and limit is a named constant; every decoded scalar is a
 //! [`fields::Value`] that keeps the protocol's abnormal/invalid sentinels as states.
 
+pub mod alert;
 pub mod arrow;
 pub mod crypto;
 pub mod des;

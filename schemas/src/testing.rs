@@ -51,3 +51,43 @@ pub fn json_subset(
         _ => Err(format!("{path}: expected {expected}, decoded {actual}")),
     }
 }
+
+/// An alert message for fixtures: `rule` fired for `vin` over the window ending at `end_us`
+/// (10 s long), with `evidence`; station `ST01`, pad 1, partition 0.
+pub fn alert(
+    kind: crate::alert::AlertKind,
+    id: &str,
+    rule: &str,
+    vin: &str,
+    end_us: i64,
+    evidence: serde_json::Map<String, Value>,
+) -> crate::alert::AlertMessage {
+    use crate::alert::{AlertData, AlertMessage, AlertWindow, CONTENT_TYPE, SPEC_VERSION};
+    let mut entity = serde_json::Map::new();
+    entity.insert("vin".into(), vin.into());
+    AlertMessage {
+        specversion: SPEC_VERSION.into(),
+        kind,
+        source: AlertMessage::source_of(rule),
+        id: id.into(),
+        time_us: end_us,
+        subject: vin.into(),
+        datacontenttype: CONTENT_TYPE.into(),
+        data: AlertData {
+            rule: rule.into(),
+            description: String::new(),
+            severity: "warning".into(),
+            entity,
+            window: AlertWindow {
+                start_us: end_us - 10_000_000,
+                end_us,
+                spec: "10s".into(),
+            },
+            raised_window_start_us: end_us - 10_000_000,
+            evidence,
+            station_id: Some("ST01".into()),
+            pad_no: Some(1),
+            partition: 0,
+        },
+    }
+}

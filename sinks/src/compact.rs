@@ -1,6 +1,6 @@
 //! `chargewatch compact`: merges the small files of closed hours into large ones.
 //!
-//! Per table, hour and topic partition, the live files (see [`crate::lake::live`]) whose rows
+//! Per table, hour and topic partition, the live files (see [`lake::live`]) whose rows
 //! are committed (below the roll log's `committed` offset, so no replay can write them again)
 //! are merged, in offset order, into files of up to `target_bytes` each. A merged file is named
 //! by the first and last offset it covers, which makes the files it merged superseded: it is
@@ -22,10 +22,9 @@ use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 
 use crate::error::{Error, Result};
-use crate::lake::{Lake, MULTIPART_PART_BYTES, PartFile, hour_of, live};
-use crate::roll::writer_properties;
 use crate::rolllog::RollLog;
-use crate::tables::Table;
+use lake::encoding::writer_properties;
+use lake::{Lake, MULTIPART_PART_BYTES, PartFile, Table, hour_of, live};
 
 /// What to compact and how to write it.
 #[derive(Debug, Clone)]

@@ -6,20 +6,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The `[sink]` section of the config file (`CHARGEWATCH__SINK__…` in the environment).
+/// The `[sink]` section of the config file (`CHARGEWATCH__SINK__…` in the environment). Where
+/// the lake is, is `[lake]` (`lake::LakeConfig`), which the readers share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     /// Consumer group of the sink instances.
     pub group_id: String,
-    /// Where the lake is: a directory (`./data/lake`), `file:///…`, `s3://bucket/prefix`,
-    /// `gs://…`, `az://…`, `memory://`.
-    pub lake: String,
-    /// Object store options, by object_store's names: `aws_endpoint`, `aws_region`,
-    /// `aws_access_key_id`, `aws_secret_access_key`, `aws_allow_http`, `google_…`, `azure_…`.
-    /// For S3 the `AWS_*` environment variables are read first; these override them. Secret
-    /// ones (`aws_secret_access_key`, …) are never shown.
-    pub storage: schemas::secret::Properties,
     /// Admin HTTP listener: `/metrics`, `/healthz`, `/readyz`.
     pub admin_listen: SocketAddr,
     /// A roll (the open files of one topic partition) closes at this many encoded bytes…
@@ -41,8 +34,6 @@ impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
             group_id: "chargewatch-sink".into(),
-            lake: "./data/lake".into(),
-            storage: Default::default(),
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9467)),
             roll_max_bytes: 128 << 20,
             roll_max_rows: NonZeroUsize::new(1_000_000).unwrap_or(NonZeroUsize::MIN),

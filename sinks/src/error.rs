@@ -3,8 +3,8 @@
 /// Everything that can go wrong in the sink, the lake or compaction.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("lake location {location}: {reason}")]
-    Lake { location: String, reason: String },
+    #[error(transparent)]
+    Lake(#[from] lake::Error),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
     #[error("parquet: {0}")]
@@ -27,11 +27,33 @@ pub enum Error {
         table: &'static str,
         reason: String,
     },
-    /// The fault injected by tests: the sink stopped after an upload, before storing offsets.
+    /// The fault injected by tests (feature `test-hooks`): the sink stopped after an upload,
+    /// before committing offsets, as a crash would.
+    #[cfg(feature = "test-hooks")]
     #[error("injected crash after {uploads} uploaded rolls")]
     InjectedCrash { uploads: usize },
-    #[error("sink task failed: {0}")]
-    Task(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// What the sink's loop does with it ([`stage::ErrorKind`]): a store, file system or broker
+    /// failure sends it back to its committed offsets to write the open rolls again (the roll
+    /// log makes that rewrite the same files); the rest stops the sink.
+    pub fn kind(&self) -> stage::ErrorKind {
+        match self {
+            Error::Store(_) | Error::Io(_) => stage::ErrorKind::Retry,
+            Error::Lake(error) if error.is_transient() => stage::ErrorKind::Retry,
+            Error::Kafka(error) => stage::kafka_error_kind(error),
+            Error::Lake { .. }
+            | Error::Parquet(_)
+            | Error::Arrow(_)
+            | Error::DataFusion(_)
+            | Error::Metrics(_)
+            | Error::RollLog { .. }
+            | Error::Schema { .. } => stage::ErrorKind::Fatal,
+            #[cfg(feature = "test-hooks")]
+            Error::InjectedCrash { .. } => stage::ErrorKind::Fatal,
+        }
+    }
+}

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// `sink_rebalances_total`.
     pub rebalances: IntCounter,
+    /// `sink_rewinds_total`: failed writes after which the sink went back to its committed
+    /// offsets to write the open rolls again.
+    pub rewinds: IntCounter,
     /// `sink_consumer_lag_messages{topic, partition}`: records between the group's committed
     /// offset and the partition's end (librdkafka's statistics), per assigned partition; the
     /// sink commits only past uploaded files, so its floor is not zero.
@@ -55,6 +58,10 @@ impl Metrics {
                 "Offset commits refused by the broker",
             )?,
             rebalances: IntCounter::new("sink_rebalances_total", "Consumer group rebalances")?,
+            rewinds: IntCounter::new(
+                "sink_rewinds_total",
+                "Failed writes after which the sink went back to its committed offsets",
+            )?,
             consumer_lag: IntGaugeVec::new(
                 Opts::new(
                     "sink_consumer_lag_messages",
@@ -78,6 +85,7 @@ impl Metrics {
         r.register(Box::new(metrics.upload_retries.clone()))?;
         r.register(Box::new(metrics.commit_failures.clone()))?;
         r.register(Box::new(metrics.rebalances.clone()))?;
+        r.register(Box::new(metrics.rewinds.clone()))?;
         r.register(Box::new(metrics.consumer_lag.clone()))?;
         Ok(metrics)
     }

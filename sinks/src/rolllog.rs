@@ -15,8 +15,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::lake::Lake;
-use crate::tables::Table;
+use lake::{Lake, Table};
 
 /// Entries kept per partition: more than a sink ever writes between two commits.
 const KEEP: usize = 64;

@@ -29,19 +29,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use schemas::message::{KafkaSettings, Topics};
-use stage::kafka::Commits;
-use stage::{Admin, Role};
+use stage::kafka::{Commits, GroupContext};
+use stage::{Admin, ErrorKind, Role};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SinkConfig;
 use crate::error::{Error, Result};
-use crate::lake::Lake;
 use crate::metrics::Metrics;
-use crate::roll::writer_properties;
-use crate::tables::Table;
 use crate::writer::Worker;
+use lake::encoding::writer_properties;
+use lake::{Lake, LakeConfig, Table};
 
 /// How often rolls are checked against their age bound.
 const TICK: Duration = Duration::from_millis(250);
@@ -51,22 +50,25 @@ const TICK: Duration = Duration::from_millis(250);
 pub struct RunConfig {
     pub kafka: KafkaSettings,
     pub topics: Topics,
+    pub lake: LakeConfig,
     pub sink: SinkConfig,
     /// Tables to write (all four by default).
     pub tables: Vec<Table>,
-    /// Fault injection for tests: stop right after this many rolls are uploaded, before their
-    /// offsets are committed, as a crash would.
-    #[doc(hidden)]
+    /// Fault injection for tests (feature `test-hooks`): stop right after this many rolls are
+    /// uploaded, before their offsets are committed, as a crash would.
+    #[cfg(feature = "test-hooks")]
     pub crash_after_uploads: Option<usize>,
 }
 
 impl RunConfig {
-    pub fn new(kafka: KafkaSettings, topics: Topics, sink: SinkConfig) -> Self {
+    pub fn new(kafka: KafkaSettings, topics: Topics, lake: LakeConfig, sink: SinkConfig) -> Self {
         RunConfig {
             kafka,
             topics,
+            lake,
             sink,
             tables: Table::ALL.to_vec(),
+            #[cfg(feature = "test-hooks")]
             crash_after_uploads: None,
         }
     }
@@ -84,7 +86,7 @@ pub struct Sink {
 impl Sink {
     /// Opens the lake, binds the admin listener and starts consuming.
     pub async fn start(config: RunConfig) -> Result<Sink> {
-        let lake = Lake::open(&config.sink.lake, &config.sink.storage)?;
+        let lake = Lake::from_config(&config.lake)?;
         Self::start_with_lake(config, lake).await
     }
 
@@ -118,6 +120,26 @@ impl Sink {
             role,
         })
     }
+}
+
+/// After a failed write: an error worth retrying sends the sink back to its committed offsets
+/// after a second ([`Worker::rewind`]); any other error, or one during shutdown, stops it.
+async fn recover(
+    worker: &mut Worker,
+    consumer: &StreamConsumer<GroupContext>,
+    error: Error,
+    stop: &CancellationToken,
+) -> Result<()> {
+    if error.kind() == ErrorKind::Fatal || stop.is_cancelled() {
+        return Err(error);
+    }
+    worker.metrics.rewinds.inc();
+    tracing::warn!(%error, "writing the lake failed; going back to the committed offsets");
+    tokio::select! {
+        _ = stop.cancelled() => return Err(error),
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+    worker.rewind(consumer)
 }
 
 async fn run(
@@ -172,7 +194,11 @@ async fn run(
                     worker.slots.clear();
                 }
                 match message {
-                    Ok(message) => worker.handle(&consumer, &message).await?,
+                    Ok(message) => {
+                        if let Err(error) = worker.handle(&consumer, &message).await {
+                            recover(&mut worker, &consumer, error, &stop).await?;
+                        }
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "consume");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -184,7 +210,9 @@ async fn run(
                     worker.metrics.rebalances.inc();
                     worker.slots.clear();
                 }
-                worker.close_aged(&consumer).await?;
+                if let Err(error) = worker.close_aged(&consumer).await {
+                    recover(&mut worker, &consumer, error, &stop).await?;
+                }
             }
         }
     }

@@ -9,75 +9,19 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-    UInt8Builder, UInt16Builder,
+    ArrayRef, BinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder,
+    UInt16Builder,
 };
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use schemas::alert::AlertMessage;
 use schemas::arrow::TelemetryDecoder;
-use schemas::message::{DeadLetter, EventMessage, MessageMeta, Topics};
+use schemas::arrow::{Packed, Received};
+use schemas::message::{DeadLetter, EventMessage, MessageMeta};
 use serde_json::Value;
-use stage::{Packed, Received};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+pub use lake::Table;
 
-/// One table of the lake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Table {
-    Telemetry,
-    Alerts,
-    DeadLetters,
-    Events,
-}
-
-impl Table {
-    pub const ALL: [Table; 4] = [
-        Table::Telemetry,
-        Table::Alerts,
-        Table::DeadLetters,
-        Table::Events,
-    ];
-
-    /// The table's directory under the lake root, and its SQL name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Telemetry => "telemetry",
-            Table::Alerts => "alerts",
-            Table::DeadLetters => "deadletter",
-            Table::Events => "events",
-        }
-    }
-
-    /// The current schema of the table's files (without the `date` and `hour` partition columns).
-    pub fn schema(self) -> SchemaRef {
-        match self {
-            Table::Telemetry => schemas::arrow::telemetry_schema(),
-            Table::Alerts => schemas::arrow::alert_schema(),
-            Table::DeadLetters => schemas::arrow::deadletter_schema(),
-            Table::Events => schemas::arrow::event_schema(),
-        }
-    }
-
-    /// The column whose UTC date and hour name the row's partition: event time where there is
-    /// one (terminal time, alert window end, event time), else the received time.
-    pub fn time_column(self) -> &'static str {
-        match self {
-            Table::Telemetry => "event_time",
-            Table::Alerts | Table::Events => "time",
-            Table::DeadLetters => "received_time",
-        }
-    }
-
-    pub fn topic(self, topics: &Topics) -> &str {
-        match self {
-            Table::Telemetry => &topics.telemetry,
-            Table::Alerts => &topics.alerts,
-            Table::DeadLetters => &topics.deadletter,
-            Table::Events => &topics.events,
-        }
-    }
-}
-
-/// Messages of one topic partition waiting to be decoded ([`stage::Packed`]), and the dead
+/// Messages of one topic partition waiting to be decoded ([`schemas::arrow::Packed`]), and the dead
 /// letters' header labels.
 #[derive(Debug)]
 pub struct Pending {
@@ -260,17 +204,6 @@ fn utc_builder(capacity: usize) -> TimestampMicrosecondBuilder {
     TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC")
 }
 
-/// The UTC microseconds of a batch's partition-time column.
-pub fn row_times(table: Table, batch: &RecordBatch) -> Result<Vec<i64>> {
-    let column = batch
-        .column_by_name(table.time_column())
-        .ok_or_else(|| Error::Task(format!("{} has no time column", table.name())))?;
-    let times = column
-        .as_primitive_opt::<TimestampMicrosecondType>()
-        .ok_or_else(|| Error::Task(format!("{} time column type", table.name())))?;
-    Ok(times.values().to_vec())
-}
-
 struct AlertBuilders {
     id: StringBuilder,
     kind: StringBuilder,
@@ -307,57 +240,30 @@ impl Default for AlertBuilders {
     }
 }
 
-fn text<'a>(doc: &'a Value, key: &str) -> std::result::Result<&'a str, String> {
-    doc.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("alert has no text field {key}"))
-}
-
-fn time(doc: &Value, key: &str) -> std::result::Result<i64, String> {
-    let value = text(doc, key)?;
-    schemas::time::parse_utc_micros(value)
-        .ok_or_else(|| format!("alert {key} {value:?} is not a UTC time"))
-}
-
-/// One CloudEvents alert (see ARCHITECTURE.md). Every check happens before the first append,
-/// so a refused message leaves the builders as they were.
+/// One alert ([`schemas::alert`]). It is parsed whole before the first append, so a refused
+/// message leaves the builders as they were.
 fn alert_row(
     b: &mut AlertBuilders,
     value: &[u8],
     _received_us: i64,
 ) -> std::result::Result<(), String> {
-    let doc: Value =
-        serde_json::from_slice(value).map_err(|e| format!("alert is not JSON: {e}"))?;
-    let data = doc.get("data").ok_or("alert has no data")?;
-    let window = data.get("window").ok_or("alert has no data.window")?;
-    let (id, kind, vin) = (
-        text(&doc, "id")?,
-        text(&doc, "type")?,
-        text(&doc, "subject")?,
-    );
-    let at = time(&doc, "time")?;
-    let (rule, severity) = (text(data, "rule")?, text(data, "severity")?);
-    let (start, end) = (time(window, "start")?, time(window, "end")?);
-    let raised = time(data, "raised_window_start").ok();
-    let json = |key: &str| data.get(key).filter(|v| !v.is_null()).map(Value::to_string);
-    b.id.append_value(id);
-    b.kind.append_value(kind);
-    b.time.append_value(at);
-    b.vin.append_value(vin);
-    b.rule.append_value(rule);
-    b.severity.append_value(severity);
-    b.window_start.append_value(start);
-    b.window_end.append_value(end);
-    b.station_id
-        .append_option(data.get("station_id").and_then(Value::as_str));
-    b.pad_no.append_option(
-        data.get("pad_no")
-            .and_then(Value::as_u64)
-            .and_then(|p| u8::try_from(p).ok()),
-    );
-    b.evidence.append_option(json("evidence"));
-    b.entity.append_option(json("entity"));
-    b.raised_window_start.append_option(raised);
+    let alert = AlertMessage::from_bytes(value)?;
+    let data = alert.data;
+    let json = |map: &serde_json::Map<String, Value>| Value::Object(map.clone()).to_string();
+    b.id.append_value(&alert.id);
+    b.kind.append_value(alert.kind.event_type());
+    b.time.append_value(alert.time_us);
+    b.vin.append_value(&alert.subject);
+    b.rule.append_value(&data.rule);
+    b.severity.append_value(&data.severity);
+    b.window_start.append_value(data.window.start_us);
+    b.window_end.append_value(data.window.end_us);
+    b.station_id.append_option(data.station_id.as_deref());
+    b.pad_no.append_option(data.pad_no);
+    b.evidence.append_value(json(&data.evidence));
+    b.entity.append_value(json(&data.entity));
+    b.raised_window_start
+        .append_value(data.raised_window_start_us);
     Ok(())
 }
 
@@ -444,22 +350,23 @@ fn event_columns(mut b: EventBuilders) -> Vec<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::AsArray;
+    use lake::table::row_times;
 
     #[test]
     fn alerts_and_events_decode_and_refuse_whole_messages() {
-        let alert = serde_json::json!({
-            "specversion": "1.0", "type": "com.chargewatch.alert.raised", "id": "a1",
-            "time": "2026-11-24T01:00:10.000000Z", "subject": "LSIM0000000000001",
-            "data": {
-                "rule": "tx_coil_overheat", "severity": "critical",
-                "entity": {"vin": "LSIM0000000000001"},
-                "window": {"start": "2026-11-24T01:00:00.000000Z", "end": "2026-11-24T01:00:10.000000Z", "spec": "10s"},
-                "raised_window_start": "2026-11-24T01:00:00.000000Z",
-                "evidence": {"max_c": 91.5}, "station_id": "ST01", "pad_no": 2, "partition": 0
-            }
-        });
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("max_c".into(), 91.5.into());
+        let alert = schemas::testing::alert(
+            schemas::alert::AlertKind::Raised,
+            "a1",
+            "tx_coil_overheat",
+            "LSIM0000000000001",
+            schemas::time::parse_utc_micros("2026-11-24T01:00:10.000000Z").unwrap(),
+            evidence,
+        );
         let mut pending = Pending::new(Table::Alerts);
-        pending.push(7, alert.to_string().as_bytes(), 0, Default::default(), None);
+        pending.push(7, &alert.to_bytes(), 0, Default::default(), None);
         pending.push(8, b"{\"type\": 1}", 0, Default::default(), None);
         let out = pending.decode(&mut TelemetryDecoder::new()).unwrap();
         assert_eq!(out.offsets, vec![7]);

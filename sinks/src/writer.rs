@@ -14,15 +14,15 @@ use schemas::arrow::TelemetryDecoder;
 use schemas::message::DeadLetter;
 use stage::kafka::GroupContext;
 
-use crate::error::{Error, Result};
-use crate::lake::Lake;
+use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::roll::Roll;
 use crate::rolllog::{RollEntry, RollLog};
 use crate::runner::RunConfig;
-use crate::tables::{Pending, Table};
+use crate::tables::Pending;
+use lake::{Lake, Table};
 
-/// Upload attempts before the sink gives up and stops (its records replay on restart).
+/// Upload attempts before the write fails (the loop then rewinds to the committed offsets).
 const UPLOAD_ATTEMPTS: u32 = 6;
 
 /// The state of one (table, topic partition).
@@ -110,12 +110,12 @@ impl Worker {
         } else {
             None
         };
-        let (received_us, meta) = stage::kafka::message_meta(message);
+        let received = stage::kafka::received(message);
         slot.pending.push(
             offset,
             message.payload().unwrap_or_default(),
-            received_us,
-            meta,
+            received.received_us,
+            received.meta,
             dead,
         );
         self.metrics
@@ -215,8 +215,9 @@ impl Worker {
             .inc_by(files.len() as u64);
         self.metrics.rolls.with_label_values(&label).inc();
         self.uploads += 1;
+        #[cfg(feature = "test-hooks")]
         if self.config.crash_after_uploads == Some(self.uploads) {
-            return Err(Error::InjectedCrash {
+            return Err(crate::Error::InjectedCrash {
                 uploads: self.uploads,
             });
         }
@@ -247,6 +248,29 @@ impl Worker {
             last,
             files = files.len(),
             "roll closed"
+        );
+        Ok(())
+    }
+
+    /// After an error worth retrying: drops every open roll (nothing of them was committed) and
+    /// goes back to the committed offsets of the assigned partitions, as a rebalance would. The
+    /// roll log makes the replay of a roll whose files were already (partly) uploaded end
+    /// where it was logged, so it writes the same files again.
+    pub fn rewind(&mut self, consumer: &StreamConsumer<GroupContext>) -> Result<()> {
+        self.slots.clear();
+        let timeout = Duration::from_secs(10);
+        let committed = consumer.committed(timeout)?;
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(at) => Offset::Offset(at),
+                // Nothing committed yet: where `auto.offset.reset=earliest` starts.
+                _ => Offset::Beginning,
+            };
+            consumer.seek(element.topic(), element.partition(), offset, timeout)?;
+        }
+        tracing::info!(
+            partitions = committed.count(),
+            "rewound to the committed offsets"
         );
         Ok(())
     }
@@ -316,7 +340,7 @@ async fn upload(
                 wait *= 2;
                 attempt += 1;
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(error.into()),
         }
     }
 }

@@ -7,7 +7,8 @@
 //!   after the properties, since the roles' no-loss guarantee depends on them;
 //! - [`group_consumer`]: a consumer in a group that stores offsets only when told to, feeds the
 //!   consumer-lag gauge and raises a flag on every rebalance ([`GroupContext`]);
-//! - [`message_meta`]: the one rule for a message's received time;
+//! - [`received`] and [`pack`]: the one rule for a message's received time, and a consumed
+//!   message into a packed batch;
 //! - [`deliver`]: records produced and awaited, the failed ones sent again until taken;
 //! - [`create_topics`]: the configured topics, created where missing.
 
@@ -25,6 +26,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
+use schemas::arrow::{Packed, Received};
 use schemas::message::{KafkaSettings, MessageMeta};
 use tokio_util::sync::CancellationToken;
 
@@ -164,16 +166,27 @@ pub fn header_pairs<'a>(
         .filter_map(|header| Some((header.key, header.value?)))
 }
 
-/// What a message's headers say, and its received time: the `cw-received-us` header ingest
-/// writes, else the broker's timestamp, else 0 (unknown). Never the wall clock: a replay must
-/// decode to the same rows, or a rewritten lake file would differ from the first one.
-pub fn message_meta(message: &BorrowedMessage<'_>) -> (i64, MessageMeta) {
+/// Where a consumed message came from and what its headers say, with its received time: the
+/// `cw-received-us` header ingest writes, else the broker's timestamp, else 0 (unknown). Never
+/// the wall clock: a replay must decode to the same rows, or a rewritten lake file would differ
+/// from the first one.
+pub fn received(message: &BorrowedMessage<'_>) -> Received {
     let meta = MessageMeta::from_pairs(header_pairs(message));
     let received_us = meta
         .received_us
         .or_else(|| message.timestamp().to_millis().map(|ms| ms * 1000))
         .unwrap_or(0);
-    (received_us, meta)
+    Received {
+        partition: message.partition(),
+        offset: message.offset(),
+        received_us,
+        meta,
+    }
+}
+
+/// Adds a consumed message to a batch being gathered.
+pub fn pack(batch: &mut Packed, message: &BorrowedMessage<'_>) {
+    batch.push(message.payload().unwrap_or_default(), received(message));
 }
 
 /// A record to produce and see acknowledged before the offsets it came from move.

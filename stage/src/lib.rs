@@ -2,9 +2,9 @@
 //!
 //! - [`admin`]: what every role serves to be operated (`/metrics`, `/healthz`, `/readyz`);
 //! - [`kafka`]: clients made from `[kafka]` one way (consumer in a group with lag and rebalance
-//!   tracking, idempotent producer, topic creation), the received-time rule, and delivery
-//!   retried until the broker takes it;
-//! - [`packed`]: consumed messages packed into one buffer for a columnar decode;
+//!   tracking, idempotent producer, topic creation), the received-time rule (a consumed
+//!   message into a `schemas::arrow::Packed` batch), and delivery retried until the broker
+//!   takes it;
 //! - [`role`]: a started role as one handle (its own thread or the caller's runtime, its admin
 //!   server, its stop token), so the binary drives every role alike.
 //!
@@ -12,8 +12,31 @@
 
 pub mod admin;
 pub mod kafka;
-pub mod packed;
 pub mod role;
 
-pub use packed::{Packed, Received};
 pub use role::{Admin, Role};
+
+/// What a role's loop does with an error (every role error type has a `kind()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Worth trying again: a broker, a store or the network failed for now. The loop pauses
+    /// and tries again from where its offsets are (nothing acknowledged is lost, nothing
+    /// committed moves).
+    Retry,
+    /// Trying again would fail the same way: bad configuration, a bug, a broken invariant. The
+    /// role stops with the error, the process exits 1, and its replacement replays from the
+    /// committed offsets.
+    Fatal,
+}
+
+/// Whether a Kafka error is worth retrying: everything but a client that cannot be created
+/// (its configuration is wrong) or a request librdkafka refuses as invalid.
+pub fn kafka_error_kind(error: &rdkafka::error::KafkaError) -> ErrorKind {
+    use rdkafka::error::KafkaError;
+    match error {
+        KafkaError::ClientConfig(..)
+        | KafkaError::ClientCreation(_)
+        | KafkaError::Subscription(_) => ErrorKind::Fatal,
+        _ => ErrorKind::Retry,
+    }
+}

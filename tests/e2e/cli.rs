@@ -165,6 +165,18 @@ fn demo_runs_the_pipeline_on_the_embedded_broker() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The live status line was drawn while the fleet ran, and redrawn as it went.
+    let status_lines: Vec<&str> = text
+        .split('\r')
+        .filter(|l| l.starts_with("  acknowledged "))
+        .collect();
+    assert!(status_lines.len() >= 2, "no live status line: {text}");
+    assert!(
+        status_lines
+            .iter()
+            .all(|l| l.contains("alerts raised") && l.contains("lake rows")),
+        "{status_lines:?}"
+    );
     // Terminal 1 is misaligned, 2 overheats, 3 sees a foreign object: all keep reporting.
     assert!(
         text.contains("acknowledged 80, reissued 0, error replies 0, failed 0"),
@@ -272,9 +284,9 @@ password = "platform-pw-2"
 cipher = "aes-128-cbc"
 key = "00112233445566778899aabbccddeeff"
 
-[sink]
-lake = "s3://lake/v1"
-[sink.storage]
+[lake]
+location = "s3://lake/v1"
+[lake.storage]
 aws_access_key_id = "AKIDEXAMPLE"
 aws_secret_access_key = "s3-secret-3"
 
@@ -311,11 +323,11 @@ token = "query-token-4"
     );
     assert_eq!(config["kafka"]["properties"]["sasl.password"], "<redacted>");
     assert_eq!(
-        config["sink"]["storage"]["aws_access_key_id"],
+        config["lake"]["storage"]["aws_access_key_id"],
         "AKIDEXAMPLE"
     );
     assert_eq!(
-        config["sink"]["storage"]["aws_secret_access_key"],
+        config["lake"]["storage"]["aws_secret_access_key"],
         "<redacted>"
     );
     assert_eq!(config["query"]["token"], "<redacted>");

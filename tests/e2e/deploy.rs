@@ -365,7 +365,7 @@ fn check_pods_match_config(overlay: &str, objects: &[Value], config: &Value) {
         "{overlay}"
     );
     // A directory lake must be a volume the sink writes.
-    let lake = config["sink"]["lake"].as_str().unwrap();
+    let lake = config["lake"]["location"].as_str().unwrap();
     if lake.starts_with('/') {
         let sink: Deployment =
             serde_json::from_value(named(objects, "Deployment", "sink").clone()).unwrap();
@@ -376,7 +376,7 @@ fn check_pods_match_config(overlay: &str, objects: &[Value], config: &Value) {
                 .iter()
                 .flatten()
                 .any(|m| m.mount_path == lake && m.read_only != Some(true)),
-            "{overlay}: sink.lake {lake} is not a writable mount"
+            "{overlay}: lake.location {lake} is not a writable mount"
         );
     }
 }

@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use ingest::simulator::{self, Fault, SimConfig};
 use processor::runner::RunConfig;
 use processor::{Processor, ProcessorConfig};
 use schemas::KeyStore;
 use schemas::message::{KafkaSettings, Topics};
 use schemas::realtime::{InfoItem, Realtime, WptSnapshot};
 use serde_json::Value;
+use simulator::{self, Fault, SimConfig};
 use testkit::{Record, Scratch, Tail, Tansu, create_topic_names, create_topics, metric};
 
 const RATE_HZ: f64 = 10.0;

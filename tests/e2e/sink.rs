@@ -6,11 +6,12 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ingest::simulator::{self, SimConfig};
+use lake::{Lake, LakeConfig};
 use schemas::KeyStore;
 use schemas::message::KafkaSettings;
 use serde_json::Value;
-use sinks::{Lake, RunConfig, Sink, SinkConfig};
+use simulator::{self, SimConfig};
+use sinks::{RunConfig, Sink, SinkConfig};
 use testkit::{Scratch, Tansu, create_topics, metric, unique};
 
 /// DataFusion's count over the lake.
@@ -25,8 +26,8 @@ async fn count(lake: &Lake, query: &str) -> i64 {
         .value(0)
 }
 
-fn datafusion_ctx(lake: &Lake) -> sinks::datafusion::prelude::SessionContext {
-    let ctx = sinks::datafusion::prelude::SessionContext::new();
+fn datafusion_ctx(lake: &Lake) -> lake::datafusion::prelude::SessionContext {
+    let ctx = lake::datafusion::prelude::SessionContext::new();
     lake.register(&ctx).unwrap();
     ctx
 }
@@ -57,9 +58,9 @@ async fn assert_lake_holds_the_simulators_values(
     lake: &Lake,
     truth: &[(schemas::Vin, schemas::realtime::Realtime)],
 ) {
+    use lake::datafusion::arrow::util::pretty::pretty_format_batches;
+    use lake::datafusion::datasource::MemTable;
     use schemas::arrow::{Message, TelemetryDecoder};
-    use sinks::datafusion::arrow::util::pretty::pretty_format_batches;
-    use sinks::datafusion::datasource::MemTable;
     let frames: Vec<Vec<u8>> = truth
         .iter()
         .map(|(vin, report)| {
@@ -79,7 +80,7 @@ async fn assert_lake_holds_the_simulators_values(
     let query = format!("SELECT {columns} FROM telemetry ORDER BY vin, event_time");
     let ctx = datafusion_ctx(lake);
     let stored = ctx.sql(&query).await.unwrap().collect().await.unwrap();
-    let truth_ctx = sinks::datafusion::prelude::SessionContext::new();
+    let truth_ctx = lake::datafusion::prelude::SessionContext::new();
     let table = MemTable::try_new(expected.batch.schema(), vec![vec![expected.batch]]).unwrap();
     truth_ctx
         .register_table("telemetry", std::sync::Arc::new(table))
@@ -129,12 +130,12 @@ async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
     let lake_dir = scratch.0.join("lake");
     let sink_config = SinkConfig {
         group_id: unique("sink"),
-        lake: lake_dir.display().to_string(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         roll_max_age: Duration::from_secs(1),
         ..SinkConfig::default()
     };
-    let sink = Sink::start(RunConfig::new(kafka, topics.clone(), sink_config))
+    let location = LakeConfig::at(lake_dir.display().to_string());
+    let sink = Sink::start(RunConfig::new(kafka, topics.clone(), location, sink_config))
         .await
         .unwrap();
 
@@ -210,11 +211,7 @@ async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
     };
     let before = external_counts(&lake_dir);
     check(&before);
-    let files_before = lake
-        .list_parts(sinks::Table::Telemetry)
-        .await
-        .unwrap()
-        .len();
+    let files_before = lake.list_parts(lake::Table::Telemetry).await.unwrap().len();
 
     // `chargewatch compact` over every hour so far: same counts, fewer files.
     let out = Command::new(env!("CARGO_BIN_EXE_chargewatch"))
@@ -228,11 +225,7 @@ async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let files_after = lake
-        .list_parts(sinks::Table::Telemetry)
-        .await
-        .unwrap()
-        .len();
+    let files_after = lake.list_parts(lake::Table::Telemetry).await.unwrap().len();
     assert!(
         files_after < files_before,
         "{files_before} -> {files_after} files"

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use crate::support::{Client, Scratch, Tansu, consume, create_topics, ingest_config, start_ingest};
 use futures::StreamExt;
-use ingest::simulator;
 use schemas::des::{DesCipher, DesKey};
 use schemas::message::{DeadLetter, Topics};
 use schemas::payload::request_frame;

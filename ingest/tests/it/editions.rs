@@ -8,7 +8,6 @@ use crate::support::{
     Client, MockSetup, Record, consume, ingest_config, mock_setup, mock_setup_with, start_ingest,
 };
 use ingest::config::PlatformConfig;
-use ingest::simulator::{self, sim_signer};
 use schemas::message::{DeadLetter, headers};
 use schemas::payload::{
     Activation, ActivationReply, Payload, PlatformLogin, Secret, open_reply, request_frame_in,
@@ -18,6 +17,7 @@ use schemas::sign::Sm2Signer;
 use schemas::{
     Cipher, Command, Edition, Flag, Frame, Profile, TerminalKey, TerminalTime, Vin, sample,
 };
+use simulator::{self, sim_signer};
 
 fn time(s: u32) -> TerminalTime {
     TerminalTime::from_utc_micros(1_795_436_130_000_000 + i64::from(s) * 1_000_000)

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ingest::simulator::{self, SimConfig};
 use schemas::arrow::{Message, TelemetryDecoder};
 use schemas::message::{EventMessage, Topics, headers};
 use schemas::realtime::Realtime;
 use schemas::{Cipher, Frame, KeyStore};
+use simulator::{self, SimConfig};
 
 use crate::support::{
     Scratch, Tansu, consume, create_topics, ingest_config, mock_cluster, mock_topics, start_ingest,

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ingest::codec::FrameCodec;
-use ingest::simulator::{self, SimConfig};
 use schemas::payload::request_frame;
 use schemas::{Cipher, Command, Flag, Frame, KeyStore, TerminalTime, sample};
+use simulator::{self, SimConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;

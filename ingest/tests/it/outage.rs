@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use ingest::simulator::{self, SimConfig};
 use schemas::Cipher;
+use simulator::{self, SimConfig};
 
 use crate::support::{MockSetup, assert_acknowledged_reports_stored, http_get, metric, mock_setup};
 

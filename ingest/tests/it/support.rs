@@ -54,7 +54,7 @@ pub fn stored_reports(records: &[Record]) -> std::collections::HashSet<(String, 
 pub fn assert_acknowledged_reports_stored(
     bootstrap: &str,
     topic: &str,
-    report: &ingest::simulator::Report,
+    report: &simulator::Report,
 ) {
     let records = consume(
         bootstrap,
@@ -89,7 +89,7 @@ pub async fn mock_setup(
     cipher: schemas::Cipher,
     tune: impl FnOnce(&mut IngestConfig),
 ) -> MockSetup {
-    let key_file = ingest::simulator::generate_key_file(terminals, Some(cipher));
+    let key_file = simulator::generate_key_file(terminals, Some(cipher));
     mock_setup_with(&key_file, tune).await
 }
 

@@ -4,13 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lake::Lake;
+use lake::Table;
+use lake::encoding::writer_properties;
+use schemas::alert::AlertKind;
 use schemas::arrow::TelemetryDecoder;
 use schemas::message::{DeadLetter, EventMessage};
 use schemas::payload::request_frame;
 use schemas::{TerminalTime, Vin};
-use sinks::Lake;
-use sinks::roll::{Roll, writer_properties};
-use sinks::tables::{Pending, Table};
+use sinks::roll::Roll;
+use sinks::tables::Pending;
 pub use testkit::Scratch;
 
 use query::{Engine, Limits};
@@ -89,7 +92,6 @@ async fn write_table(lake: &Lake, table: Table, messages: Vec<(Vec<u8>, i64, Opt
 
 /// Alerts (each raised, then cleared 40 s later), dead letters and logins.
 async fn write_small_tables(lake: &Lake, base: i64) {
-    let fmt = schemas::time::format_utc_micros;
     let mut alerts = Vec::new();
     for (i, rule) in ["tx_coil_overheat", "misalignment", "tx_coil_overheat"]
         .iter()
@@ -98,20 +100,22 @@ async fn write_small_tables(lake: &Lake, base: i64) {
         let vin = format!("LQUERYTEST{i:07}");
         let start = base + i as i64 * 300_000_000;
         for (kind, end) in [
-            ("raised", start + 10_000_000),
-            ("cleared", start + 50_000_000),
+            (AlertKind::Raised, start + 10_000_000),
+            (AlertKind::Cleared, start + 50_000_000),
         ] {
-            let doc = serde_json::json!({
-                "specversion": "1.0", "type": format!("chargewatch.alert.{kind}"),
-                "id": format!("{rule}-{i}-{kind}"), "time": fmt(end), "subject": vin,
-                "data": {
-                    "rule": rule, "severity": "warning", "entity": {"vin": vin},
-                    "window": {"start": fmt(end - 10_000_000), "end": fmt(end), "spec": "10s"},
-                    "raised_window_start": fmt(start), "evidence": {"max_c": 91},
-                    "station_id": format!("ST{:02}", i % 3), "pad_no": 1, "partition": 0
-                }
-            });
-            alerts.push((doc.to_string().into_bytes(), end, None));
+            let mut evidence = serde_json::Map::new();
+            evidence.insert("max_c".into(), 91.into());
+            let mut alert = schemas::testing::alert(
+                kind,
+                &format!("{rule}-{i}-{}", kind.as_str()),
+                rule,
+                &vin,
+                end,
+                evidence,
+            );
+            alert.data.raised_window_start_us = start;
+            alert.data.station_id = Some(format!("ST{:02}", i % 3));
+            alerts.push((alert.to_bytes(), end, None));
         }
     }
     write_table(lake, Table::Alerts, alerts).await;

@@ -11,12 +11,14 @@
 pub mod decoder;
 pub mod groups;
 pub mod lists;
+pub mod packed;
 
 use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use decoder::{Decoded, Message, TelemetryDecoder};
+pub use packed::{Packed, Received};
 
 use crate::fields::FieldKind;
 

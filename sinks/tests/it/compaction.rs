@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::parquet::arrow::ArrowWriter;
+use lake::Table;
+use lake::encoding::writer_properties;
+use lake::{Lake, PartFile};
 use object_store::ObjectStoreExt;
 use schemas::arrow::TelemetryDecoder;
 use schemas::message::headers;
-use sinks::lake::{Lake, PartFile};
-use sinks::roll::{Roll, writer_properties};
+use sinks::roll::Roll;
 use sinks::rolllog::{RollEntry, RollLog};
 use sinks::tables::Pending;
-use sinks::{CompactOptions, Table, compact};
+use sinks::{CompactOptions, compact};
 
 use crate::support::*;
 
@@ -179,7 +181,7 @@ async fn new_column_next_to_old_files(lake: TestLake) {
     let lake = lake.open();
     let records = alerts(12);
     // Offsets 0..6 in an old file, 6..12 as the current sink writes them (all in hour 20).
-    let hour = sinks::lake::hour_of(base_us());
+    let hour = lake::hour_of(base_us());
     lake.put(
         &lake.part_path(Table::Alerts, hour, 0, 0, 5),
         old_alert_file(&records[..6]),
@@ -232,7 +234,7 @@ on_both_stores!(
 /// Objects above the part size go up as multipart uploads and come back whole.
 async fn large_objects_round_trip(lake: TestLake) {
     let lake = lake.open();
-    let size = sinks::lake::MULTIPART_PART_BYTES * 2 + 12_345;
+    let size = lake::MULTIPART_PART_BYTES * 2 + 12_345;
     let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
     let path = lake.root.clone().join("big").join("object.bin");
     lake.put(&path, bytes::Bytes::from(bytes.clone()))

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use lake::{LakeConfig, Table};
 use schemas::arrow::{Message, TelemetryDecoder};
 use schemas::message::{KafkaSettings, Topics};
-use sinks::{RunConfig, Sink, SinkConfig, Table};
+use sinks::{RunConfig, Sink, SinkConfig};
 
 use crate::support::*;
 
@@ -23,8 +24,6 @@ fn config(
 ) -> RunConfig {
     let sink = SinkConfig {
         group_id: group.to_owned(),
-        lake: lake.location.clone(),
-        storage: lake.options.clone().into(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         roll_max_rows: max_rows.try_into().unwrap(),
         roll_max_age: Duration::from_secs(1),
@@ -35,7 +34,11 @@ fn config(
         brokers: bootstrap.to_owned(),
         ..KafkaSettings::default()
     };
-    RunConfig::new(kafka, topics.clone(), sink)
+    let location = LakeConfig {
+        location: lake.location.clone(),
+        storage: lake.options.clone().into(),
+    };
+    RunConfig::new(kafka, topics.clone(), location, sink)
 }
 
 async fn wait_consumed(sink: &Sink, total: usize) {
@@ -67,7 +70,7 @@ fn expected_telemetry(records: &[Out]) -> datafusion::arrow::array::RecordBatch 
 /// Rows in the lake's telemetry table that are not in `expected`, and the other way round,
 /// counting duplicates (EXCEPT ALL), over every column of the schema.
 async fn telemetry_difference(
-    lake: &sinks::Lake,
+    lake: &lake::Lake,
     expected: datafusion::arrow::array::RecordBatch,
 ) -> (i64, i64) {
     let ctx = SessionContext::new();
@@ -260,7 +263,7 @@ async fn crash_between_upload_and_commit(lake: TestLake) {
 }
 
 /// Rows in every data file of a table, superseded or not, from the Parquet footers.
-async fn raw_rows(lake: &sinks::Lake, table: Table) -> i64 {
+async fn raw_rows(lake: &lake::Lake, table: Table) -> i64 {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use object_store::ObjectStoreExt;
     let mut rows = 0;
@@ -284,3 +287,60 @@ on_both_stores!(
     a_crash_after_upload_before_commit_leaves_no_duplicates,
     a_crash_after_upload_before_commit_leaves_no_duplicates_on_s3
 );
+
+/// A store that refuses writes for a while: the sink does not stop, it goes back to its
+/// committed offsets and writes the rolls again once the store takes them, every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_goes_back_to_the_committed_offsets_and_loses_nothing() {
+    logs();
+    let broker = Tansu::start();
+    let topics = create_topics(&broker.bootstrap).await;
+    let telemetry = telemetry(30, 60, 30);
+    produce(&broker.bootstrap, &topics.telemetry, &telemetry).await;
+    let lake = TestLake::local();
+    // A file where the telemetry table's directory belongs: every upload under it fails
+    // (the roll logs live elsewhere and are written).
+    let table_dir = std::path::Path::new(&lake.location).join(Table::Telemetry.name());
+    std::fs::create_dir_all(&lake.location).unwrap();
+    std::fs::write(&table_dir, b"in the way").unwrap();
+
+    let sink = Sink::start(config(
+        &broker.bootstrap,
+        &topics,
+        &lake,
+        &unique("sink"),
+        250,
+    ))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while metric(sink.admin_addr, "sink_rewinds_total", "").await < 1.0 {
+        assert!(Instant::now() < deadline, "the sink never rewound");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        http_get(sink.admin_addr, "/healthz").await.0,
+        200,
+        "a failed write must not stop the sink"
+    );
+    std::fs::remove_file(&table_dir).unwrap();
+    let opened = lake.open();
+    while scalar(&opened, "SELECT count(DISTINCT frame_id) FROM telemetry").await < 1800 {
+        assert!(
+            Instant::now() < deadline,
+            "the sink did not finish the topic after the store came back"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    sink.role.shutdown();
+    sink.role.wait().await.unwrap();
+    assert_eq!(
+        scalar(&opened, "SELECT count(*) FROM telemetry").await,
+        1800
+    );
+    assert_eq!(raw_rows(&opened, Table::Telemetry).await, 1800);
+    assert_eq!(
+        telemetry_difference(&opened, expected_telemetry(&telemetry)).await,
+        (0, 0)
+    );
+}

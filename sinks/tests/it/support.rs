@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
+use lake::Lake;
 use schemas::message::{DeadLetter, EventMessage, headers};
 use schemas::payload::request_frame;
 use schemas::{Reason, TerminalTime, Vin};
-use sinks::Lake;
 pub use testkit::*;
 
 /// 2026-11-23T20:40:00Z: runs started here cross into the next hour within 20 minutes.
@@ -46,19 +46,22 @@ pub fn alerts(n: usize) -> Vec<Out> {
     (0..n)
         .map(|i| {
             let end = base_us() + i as i64 * 60_000_000;
-            let fmt = schemas::time::format_utc_micros;
-            let doc = serde_json::json!({
-                "specversion": "1.0", "type": "com.chargewatch.alert.raised", "id": format!("alert-{i}"),
-                "time": fmt(end), "subject": "LSINKTEST00000001",
-                "data": {
-                    "rule": "tx_coil_overheat", "severity": "warning",
-                    "entity": {"vin": "LSINKTEST00000001"},
-                    "window": {"start": fmt(end - 10_000_000), "end": fmt(end), "spec": "10s"},
-                    "raised_window_start": fmt(end - 10_000_000),
-                    "evidence": {"max_c": 90 + i}, "station_id": "ST01", "pad_no": 1, "partition": 0
-                }
-            });
-            (i as i32 % PARTITIONS, "LSINKTEST00000001".into(), doc.to_string().into_bytes(), Vec::new())
+            let mut evidence = serde_json::Map::new();
+            evidence.insert("max_c".into(), (90 + i).into());
+            let alert = schemas::testing::alert(
+                schemas::alert::AlertKind::Raised,
+                &format!("alert-{i}"),
+                "tx_coil_overheat",
+                "LSINKTEST00000001",
+                end,
+                evidence,
+            );
+            (
+                i as i32 % PARTITIONS,
+                "LSINKTEST00000001".into(),
+                alert.to_bytes(),
+                Vec::new(),
+            )
         })
         .collect()
 }

@@ -3,21 +3,21 @@
 //! A consumer's messages are borrowed from librdkafka only until the next poll, and decoding
 //! one at a time would build a `RecordBatch` per message. So the values are copied end to end
 //! into one `Vec<u8>` (one allocation that grows, not one per message) with each message's
-//! span and what its headers said ([`Received`]); [`Packed::messages`] then hands the lot to
-//! `schemas::arrow::TelemetryDecoder` in one call.
+//! partition, offset and what its headers said ([`Received`]); [`Packed::messages`] then hands
+//! the lot to [`TelemetryDecoder`](super::TelemetryDecoder) in one call. (What a Kafka message's
+//! headers say, and the received-time rule, is the consumer's side: `stage::kafka::received`.)
 
 use std::time::Instant;
 
-use rdkafka::message::{BorrowedMessage, Message as _};
-use schemas::arrow::Message;
-use schemas::message::MessageMeta;
+use super::Message;
+use crate::message::MessageMeta;
 
 /// Where a message came from and what its headers said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     pub partition: i32,
     pub offset: i64,
-    /// By [`crate::kafka::message_meta`]'s rule.
+    /// The `cw-received-us` header, else the broker's timestamp, else 0 (unknown).
     pub received_us: i64,
     pub meta: MessageMeta,
 }
@@ -32,18 +32,6 @@ pub struct Packed {
 }
 
 impl Packed {
-    /// Adds a consumed message (its value, partition, offset and headers).
-    pub fn push_message(&mut self, message: &BorrowedMessage<'_>) {
-        let (received_us, meta) = crate::kafka::message_meta(message);
-        let received = Received {
-            partition: message.partition(),
-            offset: message.offset(),
-            received_us,
-            meta,
-        };
-        self.push(message.payload().unwrap_or_default(), received);
-    }
-
     /// Adds a value with what is known of it.
     pub fn push(&mut self, value: &[u8], received: Received) {
         self.spans.push((self.bytes.len(), value.len()));

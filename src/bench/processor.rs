@@ -13,67 +13,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use ingest::simulator::faults::Effects;
-use ingest::simulator::physics::Session;
-use ingest::simulator::sim_vin;
 use processor::rules::{self, Overrides};
+
+use super::{BASE_US, BATCH, Fleet};
 use processor::{Engine, EngineConfig};
 use schemas::arrow::TelemetryDecoder;
-use schemas::payload::{Payload, request_frame};
-use schemas::{TerminalTime, Vin};
-
-/// Base of the benchmark's event time: 2026-11-24T00:00:00Z.
-const BASE_US: i64 = 1_795_478_400_000_000;
-const BATCH: usize = 8192;
-
-/// One report per VIN per second of event time, as telemetry message values.
-pub(crate) struct Fleet {
-    vins: Vec<Vin>,
-    sessions: Vec<Session>,
-    hot: Effects,
-    calm: Effects,
-    second: i64,
-}
-
-impl Fleet {
-    pub(crate) fn new(n: usize) -> Result<Fleet> {
-        let vins = (0..n)
-            .map(|i| Vin::new(&sim_vin(i)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let sessions = (0..n)
-            .map(|i| Session::new(i, i as u64 * 7919 + 1))
-            .collect();
-        let calm = Effects {
-            power_factor: 1.0,
-            ..Effects::default()
-        };
-        let hot = Effects {
-            tx_coil_heat_c: 75.0,
-            ..calm.clone()
-        };
-        Ok(Fleet {
-            vins,
-            sessions,
-            hot,
-            calm,
-            second: 0,
-        })
-    }
-
-    /// The next second's messages, appended to `out` (cleared first).
-    pub(crate) fn next_second(&mut self, out: &mut Vec<Vec<u8>>) -> Result<()> {
-        out.clear();
-        let time = TerminalTime::from_utc_micros(BASE_US + self.second * 1_000_000);
-        for (i, (vin, session)) in self.vins.iter().zip(&mut self.sessions).enumerate() {
-            let fx = if i % 100 == 0 { &self.hot } else { &self.calm };
-            session.step(fx);
-            let report = Payload::Realtime(session.report(schemas::Edition::V2016, time, fx));
-            out.push(request_frame(*vin, &report, None, &[0; 16])?.raw.to_vec());
-        }
-        self.second += 1;
-        Ok(())
-    }
-}
 
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -105,7 +49,7 @@ fn in_memory(vins: usize, seconds: i64) -> Result<f64> {
             fleet.next_second(&mut values)?;
             let started = Instant::now();
             for chunk in values.chunks(BATCH) {
-                let batch = crate::bench::decode_batch(&mut decoder, chunk)?;
+                let batch = super::decode_batch(&mut decoder, chunk)?;
                 let n = batch.num_rows();
                 let offsets: Vec<i64> = (offset..offset + n as i64).collect();
                 offset += n as i64;
@@ -270,12 +214,7 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
     })
 }
 
-pub fn processor(
-    vins: usize,
-    seconds: i64,
-    brokers: Option<&str>,
-    broker_seconds: i64,
-) -> Result<()> {
+pub fn run(vins: usize, seconds: i64, brokers: Option<&str>, broker_seconds: i64) -> Result<()> {
     println!("chargewatch processor benchmark: {vins} VINs, one report per VIN per second");
     let rate = in_memory(vins, seconds).context("in-memory run")?;
     println!(

@@ -16,16 +16,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bytes::BytesMut;
+use lake::Table;
+use lake::datafusion::arrow::array::RecordBatch;
+use lake::datafusion::arrow::ipc::writer::FileWriter;
+use lake::encoding::writer_properties;
 use schemas::arrow::TelemetryDecoder;
 use schemas::frame::{DEFAULT_MAX_FRAME_LEN, Frame};
-use sinks::Table;
-use sinks::datafusion::arrow::array::RecordBatch;
-use sinks::datafusion::arrow::ipc::writer::FileWriter;
-use sinks::roll::{Roll, writer_properties};
+use sinks::roll::Roll;
 
-use crate::bench_processor::Fleet;
+use super::{BATCH, Fleet};
 
-const BATCH: usize = 8192;
 const ROW_GROUP_ROWS: usize = 1 << 20;
 
 /// The sink's writer over every batch, to `path`; returns (seconds, bytes).
@@ -59,7 +59,7 @@ fn write_pyarrow(
         ROW_GROUP_ROWS.to_string(),
         rounds.to_string(),
     );
-    let doc = crate::bench::python_reference(
+    let doc = super::python_reference(
         python,
         "bench_pyarrow.py",
         &[
@@ -78,7 +78,7 @@ fn write_pyarrow(
     ))
 }
 
-pub fn sink(
+pub fn run(
     vins: usize,
     seconds: i64,
     level: i32,
@@ -111,7 +111,7 @@ pub fn sink(
     let mut decoder = TelemetryDecoder::new();
     let mut batches = Vec::new();
     for chunk in values.chunks(BATCH) {
-        batches.push(crate::bench::decode_batch(&mut decoder, chunk)?);
+        batches.push(super::decode_batch(&mut decoder, chunk)?);
     }
     let decode_s = started.elapsed().as_secs_f64();
     drop(values);

@@ -1,4 +1,8 @@
-//! The lake: where it is, how its objects are named, and how a reader sees it.
+//! The lake: where it is (`[lake]`, [`LakeConfig`]), its four tables ([`Table`]), how its
+//! objects are named, how its files are encoded ([`encoding`]), and how a reader sees it
+//! ([`Lake::register`], through [`view::LakeView`]). The sink writes it, `query` and `compact`
+//! read it; none of this knows Kafka. (The lake becomes a Delta table in a later issue: this
+//! crate is where that change lands.)
 //!
 //! Layout, one directory per table, Hive-style partitions by the UTC date and hour of each row's
 //! event time:
@@ -15,7 +19,7 @@
 //! **Superseded files.** Compaction writes one file covering the offset range of several before
 //! it deletes them. A file whose range lies inside another file's range of the same partition in
 //! the same directory holds nothing new: [`live`] leaves it out, and so does the view a
-//! [`Lake`] registers with DataFusion ([`crate::view::LakeView`]), so a chargewatch reader never
+//! [`Lake`] registers with DataFusion ([`view::LakeView`]), so a chargewatch reader never
 //! sees a row twice while compaction runs. (Readers of the raw files, such as DuckDB with a glob,
 //! can see both for the moment between the new file's upload and the old files' deletion.)
 
@@ -36,8 +40,19 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
-use crate::error::{Error, Result};
-use crate::tables::Table;
+pub mod config;
+pub mod encoding;
+pub mod error;
+pub mod table;
+pub mod view;
+
+// Readers of the lake use the same DataFusion (and arrow) it is written with.
+pub use datafusion;
+
+pub use config::LakeConfig;
+pub use error::{Error, Result};
+pub use table::Table;
+
 use crate::view::LakeView;
 
 /// Objects above this size go up in parts (multipart upload) of this size.
@@ -73,11 +88,16 @@ pub struct PartFile {
 }
 
 impl Lake {
+    /// Opens the lake `[lake]` names.
+    pub fn from_config(config: &LakeConfig) -> Result<Lake> {
+        Lake::open(&config.location, &config.storage)
+    }
+
     /// Opens a lake by location: a directory path (created if missing) or a URL; `options` are
     /// object_store options (`aws_endpoint`, `aws_allow_http`, …). For `s3://` the `AWS_*`
     /// environment is read first.
     pub fn open(location: &str, options: &BTreeMap<String, String>) -> Result<Lake> {
-        let bad = |reason: String| Error::Lake {
+        let bad = |reason: String| Error::Location {
             location: location.to_owned(),
             reason,
         };

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use lake::datafusion::prelude::{SessionConfig, SessionContext};
+use lake::encoding::writer_properties;
+use lake::{Lake, Table};
 use schemas::arrow::TelemetryDecoder;
-use sinks::datafusion::prelude::{SessionConfig, SessionContext};
-use sinks::roll::{Roll, writer_properties};
-use sinks::{Lake, Table};
+use sinks::roll::Roll;
 
-use crate::bench_processor::Fleet;
+use super::{BATCH, Fleet};
 
 const QUERIES: [&str; 5] = [
     "SELECT count(*) FROM telemetry",
@@ -43,8 +44,8 @@ async fn write_lake(lake: &Lake, vins: usize, seconds: i64) -> Result<usize> {
         let mut roll = Roll::new(Table::Telemetry, offset, None, properties.clone());
         for _ in 0..(seconds - minute * 60).min(60) {
             fleet.next_second(&mut values)?;
-            for chunk in values.chunks(8192) {
-                let batch = crate::bench::decode_batch(&mut decoder, chunk)?;
+            for chunk in values.chunks(BATCH) {
+                let batch = super::decode_batch(&mut decoder, chunk)?;
                 let n = batch.num_rows() as i64;
                 let offsets: Vec<i64> = (offset..offset + n).collect();
                 roll.write(&batch, &offsets)?;
@@ -87,7 +88,7 @@ fn run_duckdb(
     let queries = lake_dir.join("queries.json");
     std::fs::write(&queries, serde_json::to_vec(&QUERIES)?)?;
     let (threads, rounds) = (threads.to_string(), rounds.to_string());
-    let doc = crate::bench::python_reference(
+    let doc = super::python_reference(
         python,
         "bench_duckdb.py",
         &[
@@ -113,7 +114,7 @@ fn run_duckdb(
     Ok((version, results))
 }
 
-pub fn query(vins: usize, seconds: i64, rounds: usize, python: &str) -> Result<()> {
+pub fn run(vins: usize, seconds: i64, rounds: usize, python: &str) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("chargewatch-bench-query-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let lake = Lake::open(&dir.display().to_string(), &Default::default())?;

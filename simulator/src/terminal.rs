@@ -20,7 +20,7 @@ use tokio_util::codec::FramedRead;
 use super::faults::Effects;
 use super::physics::Session;
 use super::{SimConfig, Stats};
-use crate::codec::FrameCodec;
+use ingest::codec::FrameCodec;
 
 /// A report awaiting its reply.
 struct Outstanding {

@@ -1,4 +1,4 @@
-//! A read view of the lake's store that lists only live data files (see [`crate::lake::live`]):
+//! A read view of the lake's store that lists only live data files (see [`crate::live`]):
 //! registered with DataFusion so that queries never count a compacted row twice. Everything
 //! but listing passes straight through.
 
@@ -13,7 +13,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-use crate::lake::{PartFile, live, parse_part};
+use crate::{PartFile, live, parse_part};
 
 /// The wrapper; see the module docs.
 #[derive(Debug)]

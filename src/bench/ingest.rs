@@ -1,0 +1,115 @@
+//! `chargewatch bench ingest`: the simulator at max rate over loopback → ingest → the broker,
+//! next to a raw rdkafka producer with ingest's settings, in the same run.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use schemas::payload::request_frame;
+use schemas::{Cipher, KeyStore, TerminalTime, Vin, sample};
+
+/// `chargewatch bench ingest`: the simulator at max rate over loopback → ingest → the broker,
+/// acknowledged reports/s, next to a raw rdkafka producer sending as many same-size messages
+/// with the same producer settings to the same broker, in the same run.
+pub fn run(
+    brokers: &str,
+    terminals: usize,
+    reports: u32,
+    cipher: Cipher,
+    window: usize,
+) -> Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use schemas::message::{KafkaSettings, Topics};
+    use simulator::{self, SimConfig};
+
+    let runtime = crate::roles::runtime()?;
+    let kafka = KafkaSettings {
+        brokers: brokers.to_owned(),
+        properties: Default::default(),
+    };
+    let suffix = format!("{}-{}", std::process::id(), schemas::time::now_us());
+    let topics = Topics {
+        telemetry: format!("bench-telemetry-{suffix}"),
+        telemetry_json: String::new(),
+        events: format!("bench-events-{suffix}"),
+        deadletter: format!("bench-deadletter-{suffix}"),
+        alerts: format!("bench-alerts-{suffix}"),
+        terminal_keys: format!("bench-terminal-keys-{suffix}"),
+    };
+    let raw_topic = format!("bench-raw-{suffix}");
+    let total = terminals as u64 * u64::from(reports);
+    runtime.block_on(async {
+        let names = [&topics.telemetry, &topics.events, &topics.deadletter, &raw_topic];
+        let new: Vec<(&str, bool)> = names.iter().map(|name| (name.as_str(), false)).collect();
+        stage::kafka::create_topics(&kafka, &new, 3, 1)
+            .await
+            .map_err(anyhow::Error::msg)?;
+
+        // Reference: a raw producer, same settings as ingest's, same message size, same keys.
+        let time = TerminalTime::from_bytes([26, 11, 23, 20, 15, 30])?;
+        let vin = Vin::new("LWPTSIM0000000000")?;
+        let sample = request_frame(vin, &sample::wpt_report(time, "ST-0001", 0), None, &[0; 16])?;
+        let producer: FutureProducer =
+            ingest::publisher::producer_config(&kafka, Duration::from_secs(30)).create()?;
+        let started = Instant::now();
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let limit = terminals * window;
+        let mut failed = 0u64;
+        for i in 0..total {
+            let key = format!("LWPTSIM{:010}", i % terminals as u64);
+            let record = FutureRecord::to(&raw_topic).key(&key).payload(&sample.raw[..]);
+            match producer.send_result(record) {
+                Ok(delivery) => in_flight.push(delivery),
+                Err(_) => failed += 1,
+            }
+            while in_flight.len() >= limit {
+                if let Some(Ok(Err(_)) | Err(_)) = futures::StreamExt::next(&mut in_flight).await {
+                    failed += 1;
+                }
+            }
+        }
+        while let Some(result) = futures::StreamExt::next(&mut in_flight).await {
+            if !matches!(result, Ok(Ok(_))) {
+                failed += 1;
+            }
+        }
+        let raw_elapsed = started.elapsed();
+        anyhow::ensure!(failed == 0, "{failed} raw produces failed");
+        let raw_rate = total as f64 / raw_elapsed.as_secs_f64();
+
+        // Ingest with the simulator at max rate over loopback.
+        let dir = std::env::temp_dir().join(format!("chargewatch-bench-{suffix}"));
+        std::fs::create_dir_all(&dir)?;
+        let key_path = dir.join("keys.toml");
+        std::fs::write(&key_path, simulator::generate_key_file(terminals, Some(cipher)))?;
+        let config = ingest::IngestConfig {
+            listen: "127.0.0.1:0".parse()?,
+            admin_listen: "127.0.0.1:0".parse()?,
+            keys: key_path.clone(),
+            ..ingest::IngestConfig::default()
+        };
+        let server = ingest::Ingest::start(&kafka, topics.clone(), config).await?;
+        let keys = KeyStore::load(&key_path)?;
+        let mut sim = SimConfig::new(server.listen_addr.to_string(), simulator::terminals_of(&keys, terminals));
+        sim.rate_hz = 0.0;
+        sim.duration_s = reports;
+        sim.window = window;
+        sim.heartbeat_every = 0;
+        let report = simulator::run(sim, |_| {}).await;
+        server.role.shutdown();
+        server.role.wait().await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        anyhow::ensure!(report.failed == 0 && report.connections_failed == 0, "{}", report.summary());
+        let ingest_rate = report.acknowledged as f64 / report.elapsed.as_secs_f64();
+        println!("chargewatch ingest benchmark: {terminals} terminals x {reports} reports, {}, window {window}", cipher.name());
+        println!("{:<56} {:>10.0} msg/s ({total} in {:.2} s)", "raw rdkafka producer (idempotent, acks=all)", raw_rate, raw_elapsed.as_secs_f64());
+        println!(
+            "{:<56} {:>10.0} reports/s ({} in {:.2} s)",
+            "simulator -> ingest -> broker, acknowledged",
+            ingest_rate,
+            report.acknowledged,
+            report.elapsed.as_secs_f64()
+        );
+        println!("ratio: ingest acknowledged / raw producer = {:.2}", ingest_rate / raw_rate);
+        Ok(())
+    })
+}
