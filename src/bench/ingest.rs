@@ -18,7 +18,7 @@ pub fn run(
     window: usize,
 ) -> Result<()> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use schemas::message::{KafkaSettings, Topics};
+    use schemas::message::KafkaSettings;
     use simulator::{self, SimConfig};
 
     let runtime = crate::roles::runtime()?;
@@ -26,23 +26,10 @@ pub fn run(
         brokers: brokers.to_owned(),
         properties: Default::default(),
     };
-    let suffix = format!("{}-{}", std::process::id(), schemas::time::now_us());
-    let topics = Topics {
-        telemetry: format!("bench-telemetry-{suffix}"),
-        telemetry_json: String::new(),
-        events: format!("bench-events-{suffix}"),
-        deadletter: format!("bench-deadletter-{suffix}"),
-        alerts: format!("bench-alerts-{suffix}"),
-        terminal_keys: format!("bench-terminal-keys-{suffix}"),
-    };
-    let raw_topic = format!("bench-raw-{suffix}");
     let total = terminals as u64 * u64::from(reports);
     runtime.block_on(async {
-        let names = [&topics.telemetry, &topics.events, &topics.deadletter, &raw_topic];
-        let new: Vec<(&str, bool)> = names.iter().map(|name| (name.as_str(), false)).collect();
-        stage::kafka::create_topics(&kafka, &new, 3, 1)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let (topics, extra) = super::bench_topics(&kafka, false, &["raw"]).await?;
+        let raw_topic = &extra[0];
 
         // Reference: a raw producer, same settings as ingest's, same message size, same keys.
         let time = TerminalTime::from_bytes([26, 11, 23, 20, 15, 30])?;
@@ -56,7 +43,7 @@ pub fn run(
         let mut failed = 0u64;
         for i in 0..total {
             let key = format!("LWPTSIM{:010}", i % terminals as u64);
-            let record = FutureRecord::to(&raw_topic).key(&key).payload(&sample.raw[..]);
+            let record = FutureRecord::to(raw_topic).key(&key).payload(&sample.raw[..]);
             match producer.send_result(record) {
                 Ok(delivery) => in_flight.push(delivery),
                 Err(_) => failed += 1,
@@ -77,7 +64,7 @@ pub fn run(
         let raw_rate = total as f64 / raw_elapsed.as_secs_f64();
 
         // Ingest with the simulator at max rate over loopback.
-        let dir = std::env::temp_dir().join(format!("chargewatch-bench-{suffix}"));
+        let dir = std::env::temp_dir().join(format!("chargewatch-{}", topics.telemetry));
         std::fs::create_dir_all(&dir)?;
         let key_path = dir.join("keys.toml");
         std::fs::write(&key_path, simulator::generate_key_file(terminals, Some(cipher)))?;

@@ -16,6 +16,7 @@ use std::process::Command as Process;
 
 use anyhow::{Context, Result};
 use schemas::arrow::{Message, TelemetryDecoder};
+use schemas::message::{KafkaSettings, Topics};
 use schemas::payload::{Payload, request_frame};
 use schemas::{TerminalTime, Vin};
 use simulator::faults::Effects;
@@ -27,6 +28,43 @@ pub mod ingest;
 pub mod processor;
 pub mod query;
 pub mod sink;
+
+/// The topics of one broker bench run, named `bench-<topic>-<pid>-<now>` so runs never share
+/// one, created with 3 partitions (the terminal-keys and, unless asked for, the alerts topic
+/// are left out: the benches do not use them), with `extra` topics beside them.
+pub(crate) async fn bench_topics(
+    kafka: &KafkaSettings,
+    with_alerts: bool,
+    extra: &[&str],
+) -> Result<(Topics, Vec<String>)> {
+    let suffix = format!("{}-{}", std::process::id(), schemas::time::now_us());
+    let topics = Topics {
+        telemetry: format!("bench-telemetry-{suffix}"),
+        telemetry_json: String::new(),
+        events: format!("bench-events-{suffix}"),
+        deadletter: format!("bench-deadletter-{suffix}"),
+        alerts: format!("bench-alerts-{suffix}"),
+        terminal_keys: format!("bench-terminal-keys-{suffix}"),
+    };
+    let extra: Vec<String> = extra
+        .iter()
+        .map(|e| format!("bench-{e}-{suffix}"))
+        .collect();
+    let mut names = vec![
+        topics.telemetry.as_str(),
+        topics.events.as_str(),
+        topics.deadletter.as_str(),
+    ];
+    if with_alerts {
+        names.push(topics.alerts.as_str());
+    }
+    names.extend(extra.iter().map(String::as_str));
+    let new: Vec<(&str, bool)> = names.iter().map(|name| (*name, false)).collect();
+    stage::kafka::create_topics(kafka, &new, 3, 1)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok((topics, extra))
+}
 
 /// Base of the benchmarks' event time: 2026-11-24T00:00:00Z.
 pub(crate) const BASE_US: i64 = 1_795_478_400_000_000;

@@ -89,33 +89,15 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Header;
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use schemas::message::{KafkaSettings, Topics};
+    use schemas::message::KafkaSettings;
 
     let runtime = crate::roles::runtime()?;
     runtime.block_on(async {
-        let suffix = format!("{}-{}", std::process::id(), schemas::time::now_us());
-        let topics = Topics {
-            telemetry: format!("bench-telemetry-{suffix}"),
-            telemetry_json: String::new(),
-            events: format!("bench-events-{suffix}"),
-            deadletter: format!("bench-deadletter-{suffix}"),
-            alerts: format!("bench-alerts-{suffix}"),
-            terminal_keys: format!("bench-terminal-keys-{suffix}"),
-        };
         let kafka = KafkaSettings {
             brokers: brokers.to_owned(),
             ..Default::default()
         };
-        let names = [
-            &topics.telemetry,
-            &topics.events,
-            &topics.deadletter,
-            &topics.alerts,
-        ];
-        let new: Vec<(&str, bool)> = names.iter().map(|name| (name.as_str(), false)).collect();
-        stage::kafka::create_topics(&kafka, &new, 3, 1)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let (topics, _) = super::bench_topics(&kafka, true, &[]).await?;
         let producer: FutureProducer =
             stage::kafka::client_config(&kafka, &[("linger.ms", "5")]).create()?;
         let mut fleet = Fleet::new(vins)?;
@@ -149,7 +131,7 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
         }
 
         // Reference: a raw consumer reading every message once.
-        let group = format!("bench-raw-{suffix}");
+        let group = format!("{}-raw", topics.telemetry);
         let consumer: BaseConsumer = stage::kafka::client_config(
             &kafka,
             &[
@@ -174,7 +156,7 @@ fn through_broker(brokers: &str, vins: usize, seconds: i64) -> Result<(f64, f64)
         drop(consumer);
 
         let mut processor_config = processor::ProcessorConfig {
-            group_id: format!("bench-processor-{suffix}"),
+            group_id: format!("{}-processor", topics.telemetry),
             admin_listen: "127.0.0.1:0".parse()?,
             ..processor::ProcessorConfig::default()
         };
