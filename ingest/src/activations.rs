@@ -22,6 +22,7 @@ use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::message::{ActivationRecord, KafkaSettings};
 use schemas::{PublicKey, Vin};
+use stage::During;
 use tokio_util::sync::CancellationToken;
 
 /// One activated terminal.
@@ -136,7 +137,9 @@ impl Activations {
             ("enable.partition.eof", "false"),
         ];
         let config = stage::kafka::client_config(kafka, &defaults);
-        let consumer: BaseConsumer = config.create()?;
+        let consumer: BaseConsumer = config
+            .create()
+            .during("creating the terminal-keys consumer")?;
         let mut reader = Reader {
             consumer,
             topic: topic.to_owned(),

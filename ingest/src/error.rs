@@ -8,8 +8,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Kafka(#[from] stage::KafkaFailure),
     #[error("{0}")]
     Protocol(#[from] schemas::Error),
     /// An `[[ingest.platforms]]` entry that cannot be used (1-based, as the file counts).

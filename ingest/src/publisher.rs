@@ -10,6 +10,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use schemas::message::{DeadLetter, KafkaSettings, Topics};
+use stage::During;
 
 /// Which topic a record goes to, for metrics labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,9 @@ impl Publisher {
         topics: Topics,
         delivery_timeout: Duration,
     ) -> crate::Result<Self> {
-        let producer: FutureProducer = producer_config(kafka, delivery_timeout).create()?;
+        let producer: FutureProducer = producer_config(kafka, delivery_timeout)
+            .create()
+            .during("creating ingest's producer")?;
         Ok(Publisher { producer, topics })
     }
 
@@ -138,6 +141,9 @@ impl Publisher {
 
     /// Waits for every queued record to be acknowledged or to fail (blocking).
     pub fn flush(&self, timeout: Duration) -> crate::Result<()> {
-        Ok(self.producer.flush(Timeout::After(timeout))?)
+        Ok(self
+            .producer
+            .flush(Timeout::After(timeout))
+            .during("flushing ingest's producer")?)
     }
 }

@@ -17,8 +17,8 @@ pub enum Error {
     },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Kafka(#[from] stage::KafkaFailure),
     #[error("sql: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("arrow: {0}")]
@@ -44,7 +44,7 @@ impl Error {
     /// that ran out of time are tried again; the rest stops the processor.
     pub fn kind(&self) -> stage::ErrorKind {
         match self {
-            Error::Kafka(error) => stage::kafka_error_kind(error),
+            Error::Kafka(failure) => failure.kind(),
             Error::Io(_) | Error::Restore { .. } => stage::ErrorKind::Retry,
             Error::Rule { .. }
             | Error::UnknownOverride { .. }
@@ -72,11 +72,23 @@ mod tests {
             restore.to_string(),
             "restoring open alerts from chargewatch.alerts: took over a minute"
         );
-        let timeout = Error::Kafka(rdkafka::error::KafkaError::MetadataFetch(
-            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-        ));
+        let timeout = Error::Kafka(stage::KafkaFailure {
+            op: "reading the alerts topic's metadata",
+            source: rdkafka::error::KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+            ),
+        });
         assert_eq!(timeout.kind(), stage::ErrorKind::Retry);
-        let creation = Error::Kafka(rdkafka::error::KafkaError::ClientCreation("bad".into()));
+        let creation = Error::Kafka(stage::KafkaFailure {
+            op: "creating the consumer",
+            source: rdkafka::error::KafkaError::ClientCreation("bad".into()),
+        });
+        assert!(
+            creation
+                .to_string()
+                .starts_with("kafka, creating the consumer: "),
+            "{creation}"
+        );
         assert_eq!(creation.kind(), stage::ErrorKind::Fatal);
         let column = Error::MissingColumn {
             column: "event_time",

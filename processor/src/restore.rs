@@ -11,6 +11,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use schemas::message::KafkaSettings;
 
 use crate::alerts::AlertEvent;
+use stage::During;
+
 use crate::error::{Error, Result};
 
 /// Reads the alerts topic to its end and returns the events of VINs in `partitions` (of the
@@ -24,16 +26,23 @@ pub fn read_alerts(
         .set("group.id", "chargewatch-processor-restore")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create()?;
+        .create()
+        .during("creating the alert-restore consumer")?;
     let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .during("reading the alerts topic's metadata")?;
     let mut assignment = TopicPartitionList::new();
     let mut remaining = BTreeMap::new();
     for meta in metadata.topics().iter().filter(|t| t.name() == topic) {
         for p in meta.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), timeout)
+                .during("reading the alerts topic's watermarks")?;
             if high > low {
-                assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+                assignment
+                    .add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .during("listing the alerts partitions")?;
                 remaining.insert(p.id(), high);
             }
         }
@@ -42,7 +51,9 @@ pub fn read_alerts(
     if remaining.is_empty() {
         return Ok(events);
     }
-    consumer.assign(&assignment)?;
+    consumer
+        .assign(&assignment)
+        .during("assigning the alerts partitions")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !remaining.is_empty() {
         if Instant::now() > deadline {
@@ -59,7 +70,7 @@ pub fn read_alerts(
                 remaining.remove(&partition);
                 continue;
             }
-            Some(result) => result?,
+            Some(result) => result.during("reading the alerts topic")?,
         };
         if let Some(event) = message.payload().and_then(AlertEvent::from_bytes)
             && partitions.contains(&event.partition)

@@ -30,7 +30,7 @@ use rdkafka::producer::FutureProducer;
 use schemas::message::{KafkaSettings, Topics};
 use serde_json::json;
 use stage::kafka::{Commits, GroupContext};
-use stage::{Admin, ErrorKind, Role};
+use stage::{Admin, During, ErrorKind, Role};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProcessorConfig;
@@ -188,12 +188,16 @@ async fn run(
         &config.processor.group_id,
         Commits::Stored,
         metrics.consumer_lag.clone(),
-    )?;
-    consumer.subscribe(&[&config.topics.telemetry, &config.topics.events])?;
+    )
+    .during("creating the processor's consumer")?;
+    consumer
+        .subscribe(&[&config.topics.telemetry, &config.topics.events])
+        .during("subscribing to the telemetry and events topics")?;
     let delivery_timeout = config.processor.delivery_timeout;
     let producer: FutureProducer =
         stage::kafka::producer_config(&config.kafka, delivery_timeout, &[("linger.ms", "5")])
-            .create()?;
+            .create()
+            .during("creating the alerts producer")?;
     let mut worker = Worker::new(config, metrics, status, producer, rules);
     let rules_dir = worker.config.processor.rules.clone();
     let mut fingerprint = rules_dir.as_deref().and_then(rules::dir_fingerprint);

@@ -14,6 +14,7 @@ use schemas::Reason;
 use schemas::arrow::Packed;
 use schemas::arrow::TelemetryDecoder;
 use schemas::message::{DeadLetter, EventMessage, event_kinds};
+use stage::During;
 use stage::kafka::{GroupContext, Outgoing};
 use tokio_util::sync::CancellationToken;
 
@@ -216,10 +217,14 @@ impl Worker {
         let topics = &self.config.topics;
         let mut offsets = TopicPartitionList::new();
         for (partition, offset) in self.engine.storable_offsets() {
-            offsets.add_partition_offset(&topics.telemetry, partition, Offset::Offset(offset))?;
+            offsets
+                .add_partition_offset(&topics.telemetry, partition, Offset::Offset(offset))
+                .during("listing the telemetry offsets to store")?;
         }
         for (&partition, &offset) in &self.event_offsets {
-            offsets.add_partition_offset(&topics.events, partition, Offset::Offset(offset))?;
+            offsets
+                .add_partition_offset(&topics.events, partition, Offset::Offset(offset))
+                .during("listing the events offsets to store")?;
         }
         if offsets.count() > 0
             && let Err(error) = consumer.store_offsets(&offsets)
@@ -257,7 +262,9 @@ impl Worker {
         self.event_offsets.clear();
         self.windows_counted = 0;
         self.engine = Engine::new(self.config.processor.engine(), self.rules.clone());
-        let assignment = consumer.assignment()?;
+        let assignment = consumer
+            .assignment()
+            .during("reading the assignment after a rebalance")?;
         let partitions: BTreeSet<i32> = assignment
             .elements_for_topic(&self.config.topics.telemetry)
             .iter()

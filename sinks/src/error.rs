@@ -13,8 +13,8 @@ pub enum Error {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error("datafusion: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Kafka(#[from] stage::KafkaFailure),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("io: {0}")]
@@ -44,7 +44,7 @@ impl Error {
         match self {
             Error::Store(_) | Error::Io(_) => stage::ErrorKind::Retry,
             Error::Lake(error) if error.is_transient() => stage::ErrorKind::Retry,
-            Error::Kafka(error) => stage::kafka_error_kind(error),
+            Error::Kafka(failure) => failure.kind(),
             Error::Lake { .. }
             | Error::Parquet(_)
             | Error::Arrow(_)

@@ -32,7 +32,7 @@ use std::time::Duration;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use schemas::message::{KafkaSettings, Topics};
 use stage::kafka::{Commits, GroupContext};
-use stage::{Admin, ErrorKind, Role};
+use stage::{Admin, During, ErrorKind, Role};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SinkConfig;
@@ -154,14 +154,17 @@ async fn run(
         &config.sink.group_id,
         Commits::Manual,
         metrics.consumer_lag.clone(),
-    )?;
+    )
+    .during("creating the sink's consumer")?;
     let tables: HashMap<String, Table> = config
         .tables
         .iter()
         .map(|t| (t.topic(&config.topics).to_owned(), *t))
         .collect();
     let topics: Vec<&str> = tables.keys().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
+    consumer
+        .subscribe(&topics)
+        .during("subscribing to the lake's topics")?;
     ready.store(true, Ordering::Relaxed);
     let mut properties = HashMap::new();
     for table in Table::ALL {

@@ -12,6 +12,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::arrow::TelemetryDecoder;
 use schemas::message::DeadLetter;
+use stage::During;
 use stage::kafka::GroupContext;
 
 use crate::error::Result;
@@ -222,11 +223,13 @@ impl Worker {
             });
         }
         let mut offsets = TopicPartitionList::new();
-        offsets.add_partition_offset(
-            table.topic(&self.config.topics),
-            partition,
-            Offset::Offset(last + 1),
-        )?;
+        offsets
+            .add_partition_offset(
+                table.topic(&self.config.topics),
+                partition,
+                Offset::Offset(last + 1),
+            )
+            .during("listing the offset to commit")?;
         match consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) => {
                 slot.log.committed = last + 1;
@@ -259,14 +262,18 @@ impl Worker {
     pub fn rewind(&mut self, consumer: &StreamConsumer<GroupContext>) -> Result<()> {
         self.slots.clear();
         let timeout = Duration::from_secs(10);
-        let committed = consumer.committed(timeout)?;
+        let committed = consumer
+            .committed(timeout)
+            .during("reading the committed offsets to rewind to")?;
         for element in committed.elements() {
             let offset = match element.offset() {
                 Offset::Offset(at) => Offset::Offset(at),
                 // Nothing committed yet: where `auto.offset.reset=earliest` starts.
                 _ => Offset::Beginning,
             };
-            consumer.seek(element.topic(), element.partition(), offset, timeout)?;
+            consumer
+                .seek(element.topic(), element.partition(), offset, timeout)
+                .during("rewinding to the committed offsets")?;
         }
         tracing::info!(
             partitions = committed.count(),

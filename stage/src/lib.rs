@@ -29,6 +29,35 @@ pub enum ErrorKind {
     Fatal,
 }
 
+/// A Kafka error and what the role was doing when it came: every role error type carries
+/// these, never a bare `KafkaError` (`?` on a Kafka call needs [`During::during`]).
+#[derive(Debug, thiserror::Error)]
+#[error("kafka, {op}: {source}")]
+pub struct KafkaFailure {
+    /// What was being done: `subscribing to the telemetry and events topics`, ….
+    pub op: &'static str,
+    #[source]
+    pub source: rdkafka::error::KafkaError,
+}
+
+impl KafkaFailure {
+    /// Whether trying again may succeed ([`kafka_error_kind`]).
+    pub fn kind(&self) -> ErrorKind {
+        kafka_error_kind(&self.source)
+    }
+}
+
+/// Names the operation a Kafka call was part of.
+pub trait During<T> {
+    fn during(self, op: &'static str) -> Result<T, KafkaFailure>;
+}
+
+impl<T> During<T> for rdkafka::error::KafkaResult<T> {
+    fn during(self, op: &'static str) -> Result<T, KafkaFailure> {
+        self.map_err(|source| KafkaFailure { op, source })
+    }
+}
+
 /// Whether a Kafka error is worth retrying: everything but a client that cannot be created
 /// (its configuration is wrong) or a request librdkafka refuses as invalid.
 pub fn kafka_error_kind(error: &rdkafka::error::KafkaError) -> ErrorKind {
