@@ -286,8 +286,22 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("chargewatch: {error:#}");
+            eprintln!("chargewatch: {}", error_text(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: error types that print their source
+/// in their own message (`io: {0}`) would otherwise show it twice.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }

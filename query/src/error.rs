@@ -11,8 +11,10 @@ pub enum Error {
     )]
     Refused(String),
     /// Bad SQL, an unknown table or column, or a failure while running (memory limit included).
+    /// Not a `source`: the message already says what the DataFusion error says, once, and a
+    /// reader printing the chain would show its column listing again.
     #[error("{}", sql_message(.0))]
-    Sql(#[from] datafusion::error::DataFusionError),
+    Sql(datafusion::error::DataFusionError),
     #[error("query ran past its time limit of {0:?}")]
     Timeout(Duration),
     #[error("lake: {0}")]
@@ -38,6 +40,12 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(error: datafusion::error::DataFusionError) -> Self {
+        Error::Sql(error)
+    }
+}
 
 /// What a person reads of a DataFusion error: its innermost cause once (DataFusion repeats it in
 /// every layer of context), without the list of every column of the table that "no field named"

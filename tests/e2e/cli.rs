@@ -334,3 +334,38 @@ token = "query-token-4"
     assert_eq!(config["ingest"]["platforms"][0]["password"], "<redacted>");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A wrong column: one short line naming it, with DataFusion's suggestion, and a wrong table
+/// likewise; not the table's 142 columns, not the same error three times.
+#[test]
+fn a_query_error_is_one_line_naming_the_problem() {
+    let scratch = testkit::Scratch::new();
+    let lake = scratch.0.join("lake");
+    for (sql, expected) in [
+        (
+            "SELECT vim FROM telemetry",
+            "chargewatch: Schema error: No field named vim. Did you mean 'telemetry.vin'?",
+        ),
+        (
+            "SELECT nosuch FROM telemetry",
+            "chargewatch: Schema error: No field named nosuch.",
+        ),
+        (
+            "SELECT * FROM telemetri",
+            "table 'datafusion.public.telemetri' not found",
+        ),
+    ] {
+        let out = chargewatch()
+            .args(["query", "--lake"])
+            .arg(&lake)
+            .arg(sql)
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{sql}: {shown}");
+        assert_eq!(shown.lines().count(), 1, "{sql}: {shown}");
+        assert!(shown.contains(expected), "{sql}: {shown}");
+        assert!(shown.len() < 300, "{sql}: {} bytes: {shown}", shown.len());
+        assert!(!shown.contains("Valid fields"), "{sql}: {shown}");
+    }
+}
