@@ -56,6 +56,15 @@ async fn wait_consumed(sink: &Sink, total: usize) {
     }
 }
 
+/// Waits until the lake's telemetry holds `reports` distinct reports; fails with `late` past
+/// `deadline`.
+async fn wait_for_reports(lake: &lake::Lake, reports: i64, deadline: Instant, late: &str) {
+    while scalar(lake, "SELECT count(DISTINCT frame_id) FROM telemetry").await < reports {
+        assert!(Instant::now() < deadline, "{late}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// The telemetry the test produced, decoded as the lake should hold it.
 fn expected_telemetry(records: &[Out]) -> datafusion::arrow::array::RecordBatch {
     let messages: Vec<Message<'_>> = records
@@ -233,13 +242,13 @@ async fn crash_between_upload_and_commit(lake: TestLake) {
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
-    while scalar(&opened, "SELECT count(DISTINCT frame_id) FROM telemetry").await < 1800 {
-        assert!(
-            Instant::now() < deadline,
-            "the second sink did not finish the topic"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_for_reports(
+        &opened,
+        1800,
+        deadline,
+        "the second sink did not finish the topic",
+    )
+    .await;
     sink.role.shutdown();
     sink.role.wait().await.unwrap();
     assert_eq!(
@@ -325,13 +334,8 @@ async fn a_failed_write_goes_back_to_the_committed_offsets_and_loses_nothing() {
     );
     std::fs::remove_file(&table_dir).unwrap();
     let opened = lake.open();
-    while scalar(&opened, "SELECT count(DISTINCT frame_id) FROM telemetry").await < 1800 {
-        assert!(
-            Instant::now() < deadline,
-            "the sink did not finish the topic after the store came back"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let late = "the sink did not finish the topic after the store came back";
+    wait_for_reports(&opened, 1800, deadline, late).await;
     sink.role.shutdown();
     sink.role.wait().await.unwrap();
     assert_eq!(
