@@ -15,14 +15,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message as _;
-use rdkafka::{Offset, TopicPartitionList};
 use schemas::message::{ActivationRecord, KafkaSettings};
 use schemas::{PublicKey, Vin};
-use stage::During;
 use tokio_util::sync::CancellationToken;
 
 /// One activated terminal.
@@ -123,137 +119,36 @@ impl Activations {
     }
 
     /// Reads the topic from its beginning until caught up (at most `catch_up`), then follows it
-    /// on a thread of its own until `stop`.
+    /// on a thread of its own until `stop` (`stage::compacted`).
     pub fn follow(
         self: &Arc<Self>,
         kafka: &KafkaSettings,
         topic: &str,
         catch_up: Duration,
         stop: CancellationToken,
-    ) -> crate::Result<std::thread::JoinHandle<()>> {
-        let defaults = [
-            ("group.id", "chargewatch-ingest-terminal-keys"),
-            ("enable.auto.commit", "false"),
-            ("enable.partition.eof", "false"),
-        ];
-        let config = stage::kafka::client_config(kafka, &defaults);
-        let consumer: BaseConsumer = config
-            .create()
-            .during("creating the terminal-keys consumer")?;
-        let mut reader = Reader {
-            consumer,
-            topic: topic.to_owned(),
-            assigned: false,
-            activations: self.clone(),
-        };
-        let deadline = Instant::now() + catch_up;
-        while Instant::now() < deadline && !reader.caught_up() {
-            reader.poll(Duration::from_millis(100));
-        }
-        if !reader.caught_up() {
-            tracing::warn!(
-                topic,
-                "terminal keys not read to the end at start; following on"
-            );
-        }
-        tracing::info!(topic, activated = self.len(), "terminal keys loaded");
-        Ok(std::thread::Builder::new()
-            .name("terminal-keys".into())
-            .spawn(move || {
-                while !stop.is_cancelled() {
-                    reader.poll(Duration::from_millis(100));
-                }
-            })?)
-    }
-}
-
-/// The consumer of the terminal-keys topic: every partition, from the beginning, no group.
-struct Reader {
-    consumer: BaseConsumer,
-    topic: String,
-    assigned: bool,
-    activations: Arc<Activations>,
-}
-
-impl Reader {
-    fn assign(&mut self) {
-        let metadata = match self
-            .consumer
-            .fetch_metadata(Some(&self.topic), Duration::from_secs(2))
-        {
-            Ok(metadata) => metadata,
-            Err(error) => {
-                tracing::debug!(%error, "terminal keys topic metadata");
-                return;
-            }
-        };
-        let Some(topic) = metadata.topics().first().filter(|t| t.error().is_none()) else {
-            return;
-        };
-        let mut list = TopicPartitionList::new();
-        for partition in topic.partitions() {
-            let _ = list.add_partition_offset(&self.topic, partition.id(), Offset::Beginning);
-        }
-        if list.count() > 0 && self.consumer.assign(&list).is_ok() {
-            self.assigned = true;
-        }
-    }
-
-    /// Whether every partition has been read up to its high watermark.
-    fn caught_up(&mut self) -> bool {
-        if !self.assigned {
-            self.assign();
-            if !self.assigned {
-                return false;
-            }
-        }
-        let Ok(positions) = self.consumer.position() else {
-            return false;
-        };
-        positions.elements().iter().all(|p| {
-            let high = self
-                .consumer
-                .fetch_watermarks(&self.topic, p.partition(), Duration::from_secs(2))
-                .map(|(_, high)| high)
-                .unwrap_or(i64::MAX);
-            match p.offset() {
-                Offset::Offset(at) => at >= high,
-                _ => high == 0,
-            }
-        })
-    }
-
-    fn poll(&mut self, timeout: Duration) {
-        if !self.assigned {
-            self.assign();
-            if !self.assigned {
-                std::thread::sleep(timeout);
-                return;
-            }
-        }
-        match self.consumer.poll(timeout) {
-            Some(Ok(message)) => {
-                let Some(vin) = message
-                    .key()
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .and_then(|k| Vin::new(k).ok())
-                else {
+    ) -> crate::Result<stage::compacted::Follower> {
+        let activations = self.clone();
+        let follower = stage::compacted::follow(
+            kafka,
+            topic,
+            "terminal keys",
+            catch_up,
+            stop,
+            move |key, value, _| {
+                let Some(vin) = std::str::from_utf8(key).ok().and_then(|k| Vin::new(k).ok()) else {
                     return;
                 };
-                let record = message
-                    .payload()
-                    .map(serde_json::from_slice::<ActivationRecord>);
-                match record {
-                    None => self.activations.apply(vin, None),
-                    Some(Ok(record)) => self.activations.apply(vin, Some(&record)),
+                match value.map(serde_json::from_slice::<ActivationRecord>) {
+                    None => activations.apply(vin, None),
+                    Some(Ok(record)) => activations.apply(vin, Some(&record)),
                     Some(Err(error)) => {
                         tracing::warn!(%error, %vin, "unreadable terminal key record")
                     }
                 }
-            }
-            Some(Err(error)) => tracing::debug!(%error, "terminal keys topic"),
-            None => {}
-        }
+            },
+        )?;
+        tracing::info!(topic, activated = self.len(), "terminal keys loaded");
+        Ok(follower)
     }
 }
 

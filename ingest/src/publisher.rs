@@ -21,6 +21,8 @@ pub enum TopicRole {
     DeadLetter,
     /// Activated terminals' public keys (compacted).
     TerminalKeys,
+    /// Every vehicle's latest login (compacted).
+    VehicleLogins,
 }
 
 impl TopicRole {
@@ -31,6 +33,7 @@ impl TopicRole {
             TopicRole::Events => "events",
             TopicRole::DeadLetter => "deadletter",
             TopicRole::TerminalKeys => "terminal_keys",
+            TopicRole::VehicleLogins => "vehicle_logins",
         }
     }
 }
@@ -94,6 +97,7 @@ impl Publisher {
             TopicRole::Events => &self.topics.events,
             TopicRole::DeadLetter => &self.topics.deadletter,
             TopicRole::TerminalKeys => &self.topics.terminal_keys,
+            TopicRole::VehicleLogins => &self.topics.vehicle_logins,
         };
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
         for (name, value) in headers {

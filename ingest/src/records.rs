@@ -257,7 +257,40 @@ impl Connection {
             login_seq: None,
             iccid: None,
             detail: None,
+            frame_hex: None,
         }
+    }
+
+    /// The request being dispatched as a telemetry message would carry it (its data unit
+    /// decrypted, in `scratch` after opening), hex: what a login or logout event keeps.
+    pub(crate) fn plain_frame_hex(&self, header: &Header) -> Option<String> {
+        let mut out = Vec::with_capacity(schemas::frame::HEADER_LEN + self.scratch.len() + 1);
+        write_telemetry_value(header, &self.scratch, &mut out).ok()?;
+        Some(hex::encode_upper(out))
+    }
+
+    /// A vehicle's login, to the events topic and (the same JSON, key VIN) to the compacted
+    /// vehicle-logins topic; the reply waits for both.
+    pub(crate) fn login(
+        &self,
+        event: EventMessage,
+        header: &Header,
+        reply_time: TerminalTime,
+        permit: OwnedSemaphorePermit,
+    ) -> Pending {
+        let value = serde_json::to_vec(&event).unwrap_or_default();
+        let key = event.vin.as_deref().map(str::as_bytes);
+        let latest = self
+            .shared
+            .publisher
+            .send(TopicRole::VehicleLogins, key, &value, &[]);
+        let deliveries = vec![
+            self.event_delivery(&event),
+            (TopicRole::VehicleLogins, Box::pin(latest) as _),
+        ];
+        let key = self.reply_key(&header.vin);
+        let reply = reply_bytes(header, Flag::Success, Some(reply_time), key.as_deref());
+        self.deliver(deliveries, Some(*header), reply, Some(permit))
     }
 
     /// Telemetry: the terminal's plaintext data unit, byte for byte, to the telemetry topic (and

@@ -194,7 +194,7 @@ async fn run(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     background: CancellationToken,
-    follower: std::thread::JoinHandle<()>,
+    follower: stage::compacted::Follower,
 ) -> crate::Result<()> {
     let checker = shared.clone();
     let _ = tokio::task::spawn_blocking(move || check_topics(&checker.publisher)).await;

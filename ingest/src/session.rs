@@ -189,8 +189,12 @@ impl Connection {
                     Flag::Error,
                 ));
             }
-            (Link::Platform { vehicles, .. }, payload) => {
+            (Link::Platform { vehicles, id, .. }, payload) => {
+                // The platform's own heartbeat and time calibration carry its id.
+                let own =
+                    *id == vin && matches!(payload, Payload::Heartbeat | Payload::TimeCalibration);
                 let allowed = matches!(payload, Payload::Login(_) | Payload::PlatformLogout(_))
+                    || own
                     || vehicles.contains(&vin)
                     || !require_login;
                 if !allowed {
@@ -289,7 +293,8 @@ impl Connection {
                 e.login_seq = Some(login.login_seq);
                 e.iccid = Some(login.iccid.clone());
                 e.detail = Some(format!("storage={}", login.codes.all().join(",")));
-                self.event(e, Some(&header), Some(login.time), Some(permit))
+                e.frame_hex = self.plain_frame_hex(&header);
+                self.login(e, &header, login.time, permit)
             }
             Payload::Logout(logout) => {
                 match &mut self.link {
@@ -300,6 +305,7 @@ impl Connection {
                 }
                 let mut e = event(self, event_kinds::LOGOUT);
                 e.detail = Some(format!("logout_seq={}", logout.logout_seq));
+                e.frame_hex = self.plain_frame_hex(&header);
                 self.event(e, Some(&header), Some(logout.time), Some(permit))
             }
             Payload::PlatformLogout(logout) => {

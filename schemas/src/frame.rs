@@ -686,6 +686,22 @@ pub fn write(header: &Header, data: &[u8], out: &mut impl BufMut) -> Result<(), 
     Ok(())
 }
 
+/// A checked frame sent again with another command (a real-time report 0x02 relayed late as a
+/// reissue 0x03): only the command byte and the check code change, since the check code covers
+/// the command (XOR: the old code, minus the old command, plus the new). Written into `out`
+/// (cleared first).
+pub fn with_command(frame: &[u8], command: Command, out: &mut Vec<u8>) -> Result<(), Error> {
+    Frame::check(frame)?;
+    out.clear();
+    out.extend_from_slice(frame);
+    let old = out[OFFSET_COMMAND];
+    let new = command.code();
+    out[OFFSET_COMMAND] = new;
+    let last = out.len() - 1;
+    out[last] ^= old ^ new;
+    Ok(())
+}
+
 /// Reads a big-endian value of `width` bytes (1, 2 or 4) at the front of `bytes`.
 pub(crate) fn read_be(bytes: &[u8], width: usize) -> u32 {
     let mut value = 0u32;
@@ -723,6 +739,22 @@ mod tests {
         let mut out = Vec::new();
         write(&header, data, &mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn a_frame_with_another_command_differs_in_command_and_check_code_only() {
+        let original = frame(&[7, 8, 9, 10]);
+        let mut reissue = Vec::new();
+        with_command(&original, Command::Reissue, &mut reissue).unwrap();
+        let header = Frame::check(&reissue).unwrap();
+        assert_eq!(header.command, Command::Reissue);
+        let differing: Vec<usize> = (0..original.len())
+            .filter(|&i| original[i] != reissue[i])
+            .collect();
+        assert_eq!(differing, vec![OFFSET_COMMAND, original.len() - 1]);
+        let mut corrupt = original.clone();
+        corrupt[HEADER_LEN] ^= 1;
+        assert!(with_command(&corrupt, Command::Reissue, &mut reissue).is_err());
     }
 
     #[test]

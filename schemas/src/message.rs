@@ -196,6 +196,13 @@ pub struct Topics {
     /// Activated terminals' public keys (compacted, key = VIN, value [`ActivationRecord`]
     /// JSON), written and read by every ingest replica.
     pub terminal_keys: String,
+    /// Every vehicle's latest login (compacted, key = VIN, value the login's [`EventMessage`]
+    /// JSON with its plaintext frame): written by ingest before it answers the login, read by
+    /// `forward` to log a vehicle in upstream before its data.
+    pub vehicle_logins: String,
+    /// The forwarder's durable state (compacted): each upstream's daily login serial
+    /// ([`ForwardSerial`], key `serial/<upstream>`).
+    pub forward_state: String,
 }
 
 impl Default for Topics {
@@ -207,6 +214,8 @@ impl Default for Topics {
             deadletter: "chargewatch.deadletter".into(),
             alerts: "chargewatch.alerts".into(),
             terminal_keys: "chargewatch.terminal-keys".into(),
+            vehicle_logins: "chargewatch.vehicle-logins".into(),
+            forward_state: "chargewatch.forward-state".into(),
         }
     }
 }
@@ -221,6 +230,8 @@ impl Topics {
             (self.deadletter.as_str(), false),
             (self.alerts.as_str(), false),
             (self.terminal_keys.as_str(), true),
+            (self.vehicle_logins.as_str(), true),
+            (self.forward_state.as_str(), true),
         ];
         if !self.telemetry_json.is_empty() {
             all.push((self.telemetry_json.as_str(), false));
@@ -282,6 +293,23 @@ pub struct EventMessage {
     /// Anything else worth keeping: subsystem codes, logout sequence, close reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Vehicle login and logout: the frame as the terminal sent it with its data unit
+    /// decrypted (the form of a telemetry message), hex; what `forward` relays upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_hex: Option<String>,
+}
+
+/// An upstream's platform-login serial on the forward-state topic (key `serial/<upstream>`):
+/// the last serial used and its Beijing date, so that it starts at 1 each day and never repeats
+/// within a day across restarts and replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardSerial {
+    /// The Beijing (UTC+8) date of the login, `YYYY-MM-DD`.
+    pub date: String,
+    /// The serial that login used, 1..=65531.
+    pub serial: u16,
+    /// Who took it (host and process), for the operator.
+    pub owner: String,
 }
 
 /// The header values of one dead-letter message.

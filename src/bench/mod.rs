@@ -45,6 +45,8 @@ pub(crate) async fn bench_topics(
         deadletter: format!("bench-deadletter-{suffix}"),
         alerts: format!("bench-alerts-{suffix}"),
         terminal_keys: format!("bench-terminal-keys-{suffix}"),
+        vehicle_logins: format!("bench-vehicle-logins-{suffix}"),
+        forward_state: format!("bench-forward-state-{suffix}"),
     };
     let extra: Vec<String> = extra
         .iter()

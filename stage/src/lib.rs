@@ -5,12 +5,15 @@
 //!   tracking, idempotent producer, topic creation), the received-time rule (a consumed
 //!   message into a `schemas::arrow::Packed` batch), and delivery retried until the broker
 //!   takes it;
+//! - [`compacted`]: a compacted topic read whole and followed (every replica keeps the newest
+//!   value of each key);
 //! - [`role`]: a started role as one handle (its own thread or the caller's runtime, its admin
 //!   server, its stop token), so the binary drives every role alike.
 //!
 //! A role is then its own loop over these: see `processor::runner` and `sinks::runner`.
 
 pub mod admin;
+pub mod compacted;
 pub mod kafka;
 pub mod role;
 

@@ -125,6 +125,8 @@ fn random_topics() -> Topics {
         deadletter: unique("deadletter"),
         alerts: unique("alerts"),
         terminal_keys: unique("terminal-keys"),
+        vehicle_logins: unique("vehicle-logins"),
+        forward_state: unique("forward-state"),
     }
 }
 

@@ -149,6 +149,7 @@ async fn write_small_tables(lake: &Lake, base: i64) {
                 login_seq: Some(1),
                 iccid: None,
                 detail: None,
+                frame_hex: None,
             };
             (serde_json::to_vec(&event).unwrap(), base, None)
         })

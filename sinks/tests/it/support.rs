@@ -79,6 +79,7 @@ pub fn events(n: usize) -> Vec<Out> {
                 login_seq: None,
                 iccid: None,
                 detail: None,
+                frame_hex: None,
             };
             (
                 i as i32 % PARTITIONS,
