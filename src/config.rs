@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use forward::ForwardConfig;
 use ingest::IngestConfig;
 use lake::LakeConfig;
 use processor::ProcessorConfig;
@@ -34,6 +35,8 @@ pub struct Config {
     pub sink: SinkConfig,
     /// The query role.
     pub query: QueryConfig,
+    /// The relay to public platforms.
+    pub forward: ForwardConfig,
 }
 
 /// Loads the layers; `flags` are `(dotted.key, value)` pairs from the command line.

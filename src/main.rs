@@ -1,7 +1,7 @@
 //! The `chargewatch` binary: one subcommand per role or tool.
 //!
 //! Built so far: `ingest` (the terminal-facing role), `process` (the SQL fault-diagnosis
-//! rules), `sink` (the Parquet lake) and `compact` (merging its small files), `simulate` (a
+//! rules), `sink` (the Parquet lake), `forward` (the relay to public platforms) and `compact` (merging its small files), `simulate` (a
 //! fleet of virtual terminals), `topics`, `decode` (inspect captured frames), `bench` (codec,
 //! ingest, processor and sink throughput against references), `query` and `serve-query` (SQL
 //! over the lake) and `demo` (every role, end to end in one process).
@@ -37,6 +37,8 @@ enum Cmd {
     Process(roles::ProcessArgs),
     /// Write telemetry, alerts, dead letters and events to the Parquet lake.
     Sink(roles::SinkArgs),
+    /// Relay accepted frames to public GB/T 32960 platforms (platform login 0x05).
+    Forward(roles::ForwardArgs),
     /// Merge the lake's small files of finished hours into large ones.
     Compact(roles::CompactArgs),
     /// Run one read-only SQL statement over the lake and print the answer.
@@ -99,6 +101,10 @@ enum Cmd {
         /// Real Kafka brokers instead of the embedded mock cluster.
         #[arg(long)]
         brokers: Option<String>,
+        /// Also run a second chargewatch as the public platform, fed by `forward` (platform
+        /// login, vehicle logins, reports) on topics of its own.
+        #[arg(long)]
+        public_platform: bool,
     },
 }
 
@@ -165,6 +171,22 @@ enum BenchCmd {
         #[arg(long, default_value = "python3")]
         python: String,
     },
+    /// Telemetry on a broker -> forward -> a chargewatch upstream on loopback, against a raw
+    /// rdkafka consumer of the same topic (same run).
+    Forward {
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Distinct VINs, each reporting once per second.
+        #[arg(long, default_value_t = 2_000)]
+        vins: usize,
+        /// Seconds of reports.
+        #[arg(long, default_value_t = 100)]
+        seconds: i64,
+        /// When a frame counts as delivered: `replies` or `written`.
+        #[arg(long, default_value = "replies")]
+        acks: String,
+    },
     /// Simulator at max rate -> ingest -> broker, against a raw rdkafka producer (same run).
     Ingest {
         /// Kafka bootstrap servers.
@@ -191,6 +213,7 @@ fn main() -> ExitCode {
         Cmd::Ingest(args) => roles::ingest(args),
         Cmd::Process(args) => roles::process(args),
         Cmd::Sink(args) => roles::sink(args),
+        Cmd::Forward(args) => roles::forward(args),
         Cmd::Compact(args) => roles::compact(args),
         Cmd::Query(args) => roles::query(args),
         Cmd::ServeQuery(args) => roles::serve_query(args),
@@ -242,6 +265,21 @@ fn main() -> ExitCode {
         },
         Cmd::Bench {
             what:
+                BenchCmd::Forward {
+                    brokers,
+                    vins,
+                    seconds,
+                    acks,
+                },
+        } => match acks.as_str() {
+            "replies" => bench::forward::run(&brokers, vins, seconds, forward::Acks::Replies),
+            "written" => bench::forward::run(&brokers, vins, seconds, forward::Acks::Written),
+            other => Err(anyhow::anyhow!(
+                "unknown acks {other:?}: replies or written"
+            )),
+        },
+        Cmd::Bench {
+            what:
                 BenchCmd::Processor {
                     vins,
                     seconds,
@@ -281,7 +319,16 @@ fn main() -> ExitCode {
             dir,
             lake,
             brokers,
-        } => demo::run(terminals, duration, rate, &dir, &lake, brokers),
+            public_platform,
+        } => demo::run(
+            terminals,
+            duration,
+            rate,
+            &dir,
+            &lake,
+            brokers,
+            public_platform,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

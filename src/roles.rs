@@ -116,6 +116,17 @@ pub async fn start_sink(config: &config::Config) -> Result<sinks::Sink> {
     .context("starting the sink")
 }
 
+/// The forwarder as production runs it, from a loaded config.
+pub async fn start_forward(config: &config::Config) -> Result<forward::Forward> {
+    forward::Forward::start(forward::RunConfig {
+        kafka: config.kafka.clone(),
+        topics: config.topics.clone(),
+        forward: config.forward.clone(),
+    })
+    .await
+    .context("starting forward")
+}
+
 /// The query role's two servers, HTTP and Flight SQL, as one role.
 #[derive(Debug)]
 pub struct QueryServers {
@@ -310,6 +321,34 @@ pub fn sink(args: SinkArgs) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    role: RoleArgs,
+    /// Kafka bootstrap servers (kafka.brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Admin HTTP listener for /metrics, /healthz, /readyz, /upstreams (forward.admin_listen).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+}
+
+pub fn forward(args: ForwardArgs) -> Result<()> {
+    init_logging(args.role.log_json);
+    let flags = overrides([
+        ("kafka.brokers", args.brokers),
+        (
+            "forward.admin_listen",
+            args.admin_listen.map(|v| v.to_string()),
+        ),
+    ]);
+    let config = config::load(args.role.config.as_deref(), flags)?;
+    runtime()?.block_on(async move {
+        let forward = start_forward(&config).await?;
+        until_terminated(forward.role, &args.role).await
+    })
+}
+
+#[derive(Debug, Args)]
 pub struct CompactArgs {
     /// Config file (TOML); its `[lake]` says where the lake is.
     #[arg(long, env = "CHARGEWATCH_CONFIG")]
@@ -458,6 +497,10 @@ pub fn check_config(args: CheckConfigArgs) -> Result<()> {
         if let Some(error) = loaded.rejected.first() {
             anyhow::bail!("{} rules refused; first: {error}", loaded.rejected.len());
         }
+    }
+    if !config.forward.upstreams.is_empty() {
+        let upstreams = config.forward.upstreams()?;
+        eprintln!("forward: {} upstreams", upstreams.len());
     }
     println!("{}", serde_json::to_string_pretty(&config)?);
     Ok(())

@@ -29,7 +29,7 @@ pub struct ForwardConfig {
 impl Default for ForwardConfig {
     fn default() -> Self {
         ForwardConfig {
-            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9468)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9469)),
             group_prefix: "chargewatch-forward".into(),
             shutdown_grace: Duration::from_secs(10),
             upstreams: Vec::new(),
@@ -157,8 +157,10 @@ fn default_heartbeat() -> Duration {
 fn default_replay_rate() -> u32 {
     2_000
 }
+/// Decision: `written` by default, the standard's behaviour (a public platform need not
+/// answer a good report, and an upstream that does not would otherwise be taken for broken).
 fn default_acks() -> Acks {
-    Acks::Replies
+    Acks::Written
 }
 fn default_retry() -> Vec<Duration> {
     vec![Duration::from_secs(60); 3]

@@ -20,7 +20,7 @@ pub enum Error {
         name: String,
         reason: String,
     },
-    #[error("forward: {0}")]
+    #[error("{0}")]
     Config(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),

@@ -222,7 +222,14 @@ pub struct Relay {
     refused_logged: HashSet<Vin>,
     held_logouts: HashMap<Vin, HeldLogout>,
     newest: HashMap<i32, Newest>,
+    /// Offsets to store at the end of the batch (one call for all partitions).
+    to_store: HashMap<(Source, i32), i64>,
+    /// `forward_frames_sent_total{upstream, kind}` of this upstream, by kind.
+    sent: HashMap<&'static str, prometheus::IntCounter>,
 }
+
+/// The kinds of frame `forward_frames_sent_total` counts.
+const KINDS: [&str; 5] = ["live", "replayed", "login", "logout", "heartbeat"];
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -269,6 +276,10 @@ impl Relay {
             s.address = up.config.address.clone();
             s.state = "connecting".into();
         }
+        let sent = KINDS
+            .iter()
+            .map(|kind| (*kind, metrics.sent.with_label_values(&[up.name(), kind])))
+            .collect();
         Relay {
             all: Bucket::new(up.config.rate_limit),
             replay: Bucket::new(up.config.replay_rate),
@@ -289,6 +300,8 @@ impl Relay {
             refused_logged: HashSet::new(),
             held_logouts: HashMap::new(),
             newest: HashMap::new(),
+            to_store: HashMap::new(),
+            sent,
         }
     }
 
@@ -328,6 +341,7 @@ impl Relay {
                 }
             }
             self.flush(&consumer).await;
+            self.store(&consumer);
             let Some(link) = self.link.as_mut() else {
                 continue;
             };
@@ -385,38 +399,47 @@ impl Relay {
     /// offsets.
     fn rebalanced(&mut self) {
         self.generation += 1;
+        self.to_store.clear();
         self.ledger = Ledger::default();
         self.unflushed.clear();
         self.held_logouts.clear();
         self.newest.clear();
     }
 
-    fn done(&mut self, consumer: &StreamConsumer<GroupContext>, mark: Mark) {
+    fn done(&mut self, mark: Mark) {
         if mark.generation != self.generation {
             return;
         }
         if let Some(next) = self.ledger.done(mark) {
-            let topic = match mark.source {
-                Source::Telemetry => &self.topics.telemetry,
-                Source::Events => &self.topics.events,
-            };
-            let mut list = TopicPartitionList::new();
-            if list
-                .add_partition_offset(topic, mark.partition, Offset::Offset(next))
-                .is_ok()
-                && let Err(error) = consumer.store_offsets(&list)
-            {
-                tracing::debug!(%error, "storing an offset");
-            }
+            self.to_store.insert((mark.source, mark.partition), next);
         }
     }
 
-    fn skip(&mut self, consumer: &StreamConsumer<GroupContext>, mark: Mark, reason: &str) {
+    /// Stores the offsets that moved since the last call (librdkafka commits them).
+    fn store(&mut self, consumer: &StreamConsumer<GroupContext>) {
+        if self.to_store.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for ((source, partition), next) in self.to_store.drain() {
+            let topic = match source {
+                Source::Telemetry => &self.topics.telemetry,
+                Source::Events => &self.topics.events,
+            };
+            let _ = list.add_partition_offset(topic, partition, Offset::Offset(next));
+        }
+        if let Err(error) = consumer.store_offsets(&list) {
+            // Partitions no longer assigned refuse; their new owner reads from the commit.
+            tracing::debug!(%error, "storing offsets");
+        }
+    }
+
+    fn skip(&mut self, mark: Mark, reason: &str) {
         self.metrics
             .skipped
             .with_label_values(&[self.up.name(), reason])
             .inc();
-        self.done(consumer, mark);
+        self.done(mark);
     }
 
     /// A telemetry record: its vehicle logged in first, then the frame, live or as reissue.
@@ -433,7 +456,7 @@ impl Relay {
                 offset = mark.offset,
                 "telemetry record is not a frame; skipped"
             );
-            return self.skip(consumer, mark, "bad_message");
+            return self.skip(mark, "bad_message");
         };
         let vin = header.vin;
         self.newest.insert(
@@ -444,7 +467,7 @@ impl Relay {
             },
         );
         if !self.up.allows(&vin) {
-            return self.skip(consumer, mark, "not_allowed");
+            return self.skip(mark, "not_allowed");
         }
         if self
             .held_logouts
@@ -460,7 +483,7 @@ impl Relay {
             .unwrap_or_else(|| TerminalTime::from_utc_micros(received_us));
         match self.vehicle(consumer, vin, header.edition, time).await {
             LoginOutcome::Ready => {}
-            LoginOutcome::Refused => return self.skip(consumer, mark, "vehicle_refused"),
+            LoginOutcome::Refused => return self.skip(mark, "vehicle_refused"),
             LoginOutcome::LinkDown => return,
         }
         let Some(logged_in_us) = self.link.as_ref().map(|l| l.logged_in_us) else {
@@ -507,14 +530,13 @@ impl Relay {
         if let Err(error) = link.queue(frame, Some(command)) {
             tracing::warn!(upstream = self.up.name(), %error, "frame not relayable; skipped");
             if let Some(mark) = mark {
-                self.skip(consumer, mark, "bad_message");
+                self.skip(mark, "bad_message");
             }
             return;
         }
-        self.metrics
-            .sent
-            .with_label_values(&[self.up.name(), kind])
-            .inc();
+        if let Some(counter) = self.sent.get(kind) {
+            counter.inc();
+        }
         self.last_sent = Instant::now();
         let reply_expected = matches!(self.up.config.acks, Acks::Replies)
             || !matches!(command, Command::Realtime | Command::Reissue);
@@ -541,7 +563,7 @@ impl Relay {
         match link.flush().await {
             Ok(()) => {
                 for mark in std::mem::take(&mut self.unflushed) {
-                    self.done(consumer, mark);
+                    self.done(mark);
                 }
             }
             Err(error) => self.link_down(consumer, error),
@@ -668,11 +690,11 @@ impl Relay {
     /// of a vehicle logged in there goes too (its new session).
     async fn event(&mut self, consumer: &StreamConsumer<GroupContext>, mark: Mark, value: &[u8]) {
         let Ok(event) = serde_json::from_slice::<EventMessage>(value) else {
-            return self.done(consumer, mark);
+            return self.done(mark);
         };
         let vin = event.vin.as_deref().and_then(|v| Vin::new(v).ok());
         let (Some(vin), Some(frame)) = (vin, event_frame(&event)) else {
-            return self.done(consumer, mark);
+            return self.done(mark);
         };
         let logged_in = match self.vehicles.get(&vin) {
             Some(Vehicle::LoggedIn { login }) => Some(login.clone()),
@@ -696,9 +718,9 @@ impl Relay {
                 if let LoginOutcome::LinkDown = self.log_in(consumer, vin, Arc::new(frame)).await {
                     return;
                 }
-                self.done(consumer, mark);
+                self.done(mark);
             }
-            _ => self.done(consumer, mark),
+            _ => self.done(mark),
         }
     }
 
@@ -806,9 +828,9 @@ impl Relay {
             if header.flag != Flag::Success {
                 // Not retried blindly: counted, logged, its offset moves on.
                 tracing::warn!(upstream = self.name(), vin = %header.vin, command = header.command.name(), flag = header.flag.name(), "the upstream refused a frame");
-                self.skip(consumer, mark, "refused");
+                self.skip(mark, "refused");
             } else {
-                self.done(consumer, mark);
+                self.done(mark);
             }
         }
     }
@@ -819,6 +841,7 @@ impl Relay {
             self.rebalanced();
         }
         self.release_logouts(consumer).await;
+        self.store(consumer);
         let timeout = self.up.config.reply_timeout;
         if let (Some(oldest), Some(link)) = (self.awaiting.front(), self.link.as_ref())
             && oldest.sent.elapsed() > timeout
@@ -876,6 +899,7 @@ impl Relay {
 
     /// Sends the consumer back to the oldest record not done of each partition and pauses it.
     fn rewind(&mut self, consumer: &StreamConsumer<GroupContext>) {
+        self.store(consumer);
         for (source, partition, offset) in self.ledger.oldest_pending() {
             let topic = match source {
                 Source::Telemetry => &self.topics.telemetry,
@@ -1014,6 +1038,7 @@ impl Relay {
                 }
             }
         }
+        self.store(consumer);
         if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
             tracing::debug!(%error, "final commit");
         }

@@ -4,6 +4,8 @@
 //! - [`codec`]: frames parsed, decrypted and decoded, the cipher cores, SM2 verification,
 //!   messages → `RecordBatch`, next to `openssl speed`;
 //! - [`ingest`]: the simulator over loopback through ingest to a broker, next to a raw producer;
+//! - [`forward`]: telemetry relayed to a chargewatch upstream over loopback, next to a raw
+//!   consumer of the same topic;
 //! - [`processor`]: decode and every built-in rule, in memory and through a broker next to a
 //!   raw consumer;
 //! - [`sink`]: Parquet encoding of the lake's files, next to pyarrow;
@@ -24,20 +26,26 @@ use simulator::physics::Session;
 use simulator::sim_vin;
 
 pub mod codec;
+pub mod forward;
 pub mod ingest;
 pub mod processor;
 pub mod query;
 pub mod sink;
 
 /// The topics of one broker bench run, named `bench-<topic>-<pid>-<now>` so runs never share
-/// one, created with 3 partitions (the terminal-keys and, unless asked for, the alerts topic
-/// are left out: the benches do not use them), with `extra` topics beside them.
+/// one, created with 3 partitions (the alerts topic only when asked for: the other benches do
+/// not use it), with `extra` topics beside them.
 pub(crate) async fn bench_topics(
     kafka: &KafkaSettings,
     with_alerts: bool,
     extra: &[&str],
 ) -> Result<(Topics, Vec<String>)> {
-    let suffix = format!("{}-{}", std::process::id(), schemas::time::now_us());
+    let suffix = format!(
+        "{}-{}-{:04x}",
+        std::process::id(),
+        schemas::time::now_us(),
+        rand::random::<u16>()
+    );
     let topics = Topics {
         telemetry: format!("bench-telemetry-{suffix}"),
         telemetry_json: String::new(),
@@ -56,6 +64,9 @@ pub(crate) async fn bench_topics(
         topics.telemetry.as_str(),
         topics.events.as_str(),
         topics.deadletter.as_str(),
+        topics.terminal_keys.as_str(),
+        topics.vehicle_logins.as_str(),
+        topics.forward_state.as_str(),
     ];
     if with_alerts {
         names.push(topics.alerts.as_str());

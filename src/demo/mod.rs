@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use crate::config::Config;
 use crate::roles;
 
+mod public;
 mod report;
 
 /// Partitions of each topic on the embedded broker.
@@ -83,6 +84,7 @@ pub fn run(
     dir: &Path,
     lake: &str,
     brokers: Option<String>,
+    public_platform: bool,
 ) -> Result<()> {
     let runtime = crate::roles::runtime()?;
     runtime.block_on(run_async(
@@ -92,6 +94,7 @@ pub fn run(
         dir,
         lake,
         brokers,
+        public_platform,
     ))
 }
 
@@ -133,6 +136,7 @@ async fn run_async(
     dir: &Path,
     lake_location: &str,
     brokers: Option<String>,
+    public_platform: bool,
 ) -> Result<()> {
     // The broker: embedded mock cluster unless real brokers are given.
     let mock = match &brokers {
@@ -150,8 +154,13 @@ async fn run_async(
     let keys = KeyStore::load(&key_path)?;
     let config = demo_config(&brokers, &key_path, lake_location)?;
     let topics = config.topics.clone();
+    let public_topics = public::topics(&topics);
     if let Some(cluster) = &mock {
-        for (topic, _) in topics.all() {
+        let mut all = topics.all();
+        if public_platform {
+            all.extend(public_topics.all());
+        }
+        for (topic, _) in all {
             cluster.create_topic(topic, PARTITIONS, 1)?;
         }
     }
@@ -195,6 +204,10 @@ async fn run_async(
         "{terminals} terminals (GB/T 32960.3-2016 and -2025 in turn, the 2025 ones SM2-signed; DES, 3DES, AES-128, SM4 and plain in turn; keys in {}), {duration} s of charging at {rate} reports/s each",
         key_path.display()
     );
+    let public = match public_platform {
+        true => Some(public::PublicPlatform::start(&config, dir).await?),
+        false => None,
+    };
     for fault in &faults {
         let start = fault.start.as_secs();
         let until = fault.duration.map_or("the end".to_owned(), |d| {
@@ -229,12 +242,17 @@ async fn run_async(
     let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watcher = report::watch_alerts(&brokers, &topics.alerts, watching.clone())?;
     let (alert_metrics, lake_metrics) = (processor.metrics.clone(), sink.metrics.clone());
+    let relay_metrics = public.as_ref().map(|p| p.metrics());
     let started = Instant::now();
     let report = simulator::run(sim, move |stats| {
         use std::sync::atomic::Ordering::Relaxed;
         let acknowledged = stats.acknowledged.load(Relaxed);
+        let relayed = relay_metrics.as_ref().map_or(String::new(), |m| {
+            let sent = m.sent_of("public", "live") + m.sent_of("public", "replayed");
+            format!("  relayed {sent:>7}")
+        });
         print!(
-            "\r  acknowledged {:>7} ({:>5.0}/s)  reissued {:>4}  failed {:>3}  alerts raised {:>3} cleared {:>3}  lake rows {:>7}",
+            "\r  acknowledged {:>7} ({:>5.0}/s)  reissued {:>4}  failed {:>3}  alerts raised {:>3} cleared {:>3}  lake rows {:>7}{relayed}",
             acknowledged,
             acknowledged as f64 / started.elapsed().as_secs_f64().max(0.001),
             stats.reissued.load(Relaxed),
@@ -275,6 +293,10 @@ async fn run_async(
     let _ = watcher.join();
 
     report::print_topics(&brokers, &topics)?;
+    if let Some(public) = public {
+        let accepted = report::read_values(&brokers, &topics.telemetry)?.len() as u64;
+        public.finish(&brokers, accepted).await?;
+    }
     report::print_alerts(&brokers, &topics.alerts)?;
     report::print_lake(&engine, lake_location).await?;
     queries.role.shutdown();

@@ -63,6 +63,14 @@ fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Consumed>> {
     Ok(out)
 }
 
+/// The values of every record of `topic` (as [`read_topic`]).
+pub fn read_values(brokers: &str, topic: &str) -> Result<Vec<Vec<u8>>> {
+    Ok(read_topic(brokers, topic)?
+        .into_iter()
+        .map(|(value, _)| value)
+        .collect())
+}
+
 /// The telemetry, events and dead-letter topics read back: rows, events by kind, dead letters
 /// by reason, and per vehicle its reports and extremes.
 pub fn print_topics(brokers: &str, topics: &Topics) -> Result<()> {

@@ -252,9 +252,15 @@ pub enum TopicOutcome {
     Exists,
 }
 
+/// How long the other topics keep their records: eight days, so that the 2025 edition's
+/// seven-day reissue window is always there to relay again after an outage of the upstream
+/// (forward) and for any consumer to replay.
+pub const RETENTION_MS: &str = "691200000";
+
 /// Creates each `(name, compacted)` topic that does not exist yet, with `partitions` and
 /// `replication`; a compacted topic keeps the newest record of each key for ever
-/// (`cleanup.policy=compact`). Errs with the first topic the broker refused, and why.
+/// (`cleanup.policy=compact`), the others [`RETENTION_MS`]. Errs with the first topic the
+/// broker refused, and why.
 pub async fn create_topics(
     kafka: &KafkaSettings,
     topics: &[(&str, bool)],
@@ -270,7 +276,7 @@ pub async fn create_topics(
             let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
             match compacted {
                 true => topic.set("cleanup.policy", "compact"),
-                false => topic,
+                false => topic.set("retention.ms", RETENTION_MS),
             }
         })
         .collect();

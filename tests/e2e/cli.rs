@@ -152,6 +152,7 @@ fn demo_runs_the_pipeline_on_the_embedded_broker() {
             "20",
             "--rate",
             "50",
+            "--public-platform",
             "--dir",
         ])
         .arg(&dir)
@@ -190,6 +191,13 @@ fn demo_runs_the_pipeline_on_the_embedded_broker() {
         text.contains("\"login\": 4") && text.contains("\"logout\": 4"),
         "{text}"
     );
+    // --public-platform: a second chargewatch received every report through forward, and
+    // the status line counted them as they went.
+    assert!(
+        text.contains("public platform: received 80 reports of 4 vehicles through the relay"),
+        "{text}"
+    );
+    assert!(status_lines.iter().any(|l| l.contains("relayed ")), "{status_lines:?}");
     // The noisy line: its junk and its corrupted report are dead-lettered.
     assert!(
         text.contains("\"check_code\": 1") && text.contains("\"garbage\": 1"),

@@ -244,6 +244,7 @@ fn check_pods_match_config(overlay: &str, objects: &[Value], config: &Value) {
             vec![port_of(&config["processor"]["admin_listen"])],
         ),
         ("sink", vec![port_of(&config["sink"]["admin_listen"])]),
+        ("forward", vec![port_of(&config["forward"]["admin_listen"])]),
         (
             "query",
             vec![
@@ -444,7 +445,7 @@ fn overlays_render_validate_and_carry_a_config_the_roles_load() {
                 "{overlay}: no {kind}"
             );
         }
-        assert_eq!(objects_of(&objects, "Deployment").len(), 4, "{overlay}");
+        assert_eq!(objects_of(&objects, "Deployment").len(), 5, "{overlay}");
         let ingest_service = named(&objects, "Service", "ingest");
         assert_eq!(ingest_service["spec"]["type"], "LoadBalancer");
 

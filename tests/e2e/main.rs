@@ -3,6 +3,7 @@
 
 mod cli;
 mod deploy;
+mod forward;
 mod lifecycle;
 mod processor;
 mod published;

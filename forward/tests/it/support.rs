@@ -321,3 +321,111 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
     }
     f().await
 }
+
+/// A TLS terminator in front of `target` with a fresh self-signed certificate for
+/// `localhost` (made with the `openssl` command line); returns its address and the
+/// certificate's PEM file (the CA an upstream entry trusts).
+pub async fn tls_front(
+    target: SocketAddr,
+    dir: &std::path::Path,
+) -> (SocketAddr, std::path::PathBuf) {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = (dir.join("upstream.pem"), dir.join("upstream.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        // An end entity that is its own trust anchor (a CA certificate may not serve TLS).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command line makes the test certificate");
+    assert!(made.success());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let private = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(client).await else {
+                    return;
+                };
+                let Ok(mut server) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+            });
+        }
+    });
+    (addr, cert)
+}
+
+/// A stand-in public platform that answers every frame, refusing the vehicle logins of
+/// `refused` with "duplicate VIN"; counts the reports it got per VIN.
+pub async fn refusing_upstream(
+    refused: schemas::Vin,
+) -> (SocketAddr, Arc<Mutex<HashMap<schemas::Vin, usize>>>) {
+    use schemas::Flag;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reports: Arc<Mutex<HashMap<schemas::Vin, usize>>> = Arc::default();
+    let counted = reports.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = bytes::BytesMut::new();
+                loop {
+                    while let Ok(Some(frame)) = Frame::parse(&mut buf, 65_536) {
+                        let header = frame.header;
+                        let flag = match header.command {
+                            Command::Login if header.vin == refused => Flag::DuplicateVin,
+                            Command::Realtime | Command::Reissue => {
+                                *counted.lock().unwrap().entry(header.vin).or_default() += 1;
+                                Flag::Success
+                            }
+                            _ => Flag::Success,
+                        };
+                        let reply =
+                            schemas::payload::reply_frame(&header, flag, None, None, &[0; 16])
+                                .unwrap();
+                        if stream.write_all(&reply.raw).await.is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    (addr, reports)
+}
