@@ -22,6 +22,7 @@ pub struct ForwardConfig {
     /// each has its own read position.
     pub group_prefix: String,
     /// After SIGTERM: how long the links may take to answer what was sent before logging out.
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub upstreams: Vec<UpstreamConfig>,
 }

@@ -701,7 +701,9 @@ impl Relay {
             _ => None,
         };
         match (event.kind.as_str(), logged_in) {
-            (event_kinds::LOGOUT, Some(_)) => {
+            // Held even when the vehicle is not logged in here yet: its reports may still be
+            // behind on the telemetry topic, and they log it in.
+            (event_kinds::LOGOUT, _) => {
                 if self.held_logouts.contains_key(&vin) {
                     self.release_logout(consumer, vin).await;
                 }
@@ -724,11 +726,15 @@ impl Relay {
         }
     }
 
-    /// Sends a held logout: the vehicle is logged out upstream.
+    /// Sends a held logout: the vehicle is logged out upstream (if it is logged in there).
     async fn release_logout(&mut self, consumer: &StreamConsumer<GroupContext>, vin: Vin) {
         let Some(held) = self.held_logouts.remove(&vin) else {
             return;
         };
+        if !matches!(self.vehicles.get(&vin), Some(Vehicle::LoggedIn { .. })) {
+            // Never logged in on this link (not allowed, refused, no report): nothing to end.
+            return self.done(held.mark);
+        }
         self.vehicles.remove(&vin);
         self.send(
             consumer,

@@ -270,7 +270,9 @@ impl Connection {
     }
 
     /// A vehicle's login, to the events topic and (the same JSON, key VIN) to the compacted
-    /// vehicle-logins topic; the reply waits for both.
+    /// vehicle-logins topic; the reply waits for both. Only the event decides the reply: a
+    /// login the vehicle-logins topic did not take (missing topic, say) is counted and logged,
+    /// and `forward` then logs the vehicle in with a login made from its data.
     pub(crate) fn login(
         &self,
         event: EventMessage,
@@ -284,13 +286,26 @@ impl Connection {
             .shared
             .publisher
             .send(TopicRole::VehicleLogins, key, &value, &[]);
-        let deliveries = vec![
-            self.event_delivery(&event),
-            (TopicRole::VehicleLogins, Box::pin(latest) as _),
-        ];
         let key = self.reply_key(&header.vin);
         let reply = reply_bytes(header, Flag::Success, Some(reply_time), key.as_deref());
-        self.deliver(deliveries, Some(*header), reply, Some(permit))
+        let recorded = self.deliver(
+            vec![self.event_delivery(&event)],
+            Some(*header),
+            reply,
+            Some(permit),
+        );
+        let (metrics, vin) = (self.shared.metrics.clone(), header.vin);
+        Box::pin(async move {
+            let reply = recorded.await;
+            if let Err(error) = latest.await {
+                metrics
+                    .delivery_failures
+                    .with_label_values(&[TopicRole::VehicleLogins.label()])
+                    .inc();
+                tracing::warn!(%error, %vin, "login not kept on the vehicle-logins topic (does it exist? `chargewatch topics` creates it)");
+            }
+            reply
+        })
     }
 
     /// Telemetry: the terminal's plaintext data unit, byte for byte, to the telemetry topic (and

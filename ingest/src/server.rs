@@ -143,12 +143,12 @@ fn admin_router(shared: &Arc<Shared>, shutdown: &CancellationToken) -> stage::ad
 fn check_topics(publisher: &Publisher) {
     use rdkafka::producer::Producer;
     let topics = publisher.topics();
-    // Alerts are the processor's; ingest writes every other topic.
+    // Alerts are the processor's and the forward state forward's; ingest writes the others.
     let wanted: Vec<&str> = topics
         .all()
         .into_iter()
         .map(|(name, _)| name)
-        .filter(|name| *name != topics.alerts)
+        .filter(|name| *name != topics.alerts && *name != topics.forward_state)
         .collect();
     let metadata = match publisher
         .producer()

@@ -197,7 +197,10 @@ fn demo_runs_the_pipeline_on_the_embedded_broker() {
         text.contains("public platform: received 80 reports of 4 vehicles through the relay"),
         "{text}"
     );
-    assert!(status_lines.iter().any(|l| l.contains("relayed ")), "{status_lines:?}");
+    assert!(
+        status_lines.iter().any(|l| l.contains("relayed ")),
+        "{status_lines:?}"
+    );
     // The noisy line: its junk and its corrupted report are dead-lettered.
     assert!(
         text.contains("\"check_code\": 1") && text.contains("\"garbage\": 1"),

@@ -199,6 +199,8 @@ telemetry_json = ""
 events = "{events}"
 deadletter = "{deadletter}"
 alerts = "{alerts}"
+terminal_keys = "{terminal_keys}"
+vehicle_logins = "{vehicle_logins}"
 
 [ingest]
 listen = "127.0.0.1:{terminals}"
@@ -230,6 +232,8 @@ timeout = "120s"
         events = topics.events,
         deadletter = topics.deadletter,
         alerts = topics.alerts,
+        terminal_keys = topics.terminal_keys,
+        vehicle_logins = topics.vehicle_logins,
         terminals = ports.terminals,
         ingest_admin = ports.ingest_admin,
         keys = keys.display(),
