@@ -88,6 +88,13 @@ impl PublicPlatform {
             refused_retry: Duration::from_secs(600),
         }];
         let forward = roles::start_forward(&relay).await?;
+        // The fleet starts once the link is logged in: what ingest receives before that is a
+        // backlog, which goes as reissue.
+        let up = forward.metrics.link_up.with_label_values(&["public"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while up.get() != 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         println!(
             "public platform (--public-platform): a second chargewatch on {} (topics public.*), fed by forward (platform id {PLATFORM_ID}; status on http://{}/upstreams)",
             ingest.listen_addr, forward.admin_addr
