@@ -300,13 +300,18 @@ impl Link {
         Ok(())
     }
 
-    /// Queues a vehicle's frame, as ingest stored it (plaintext, a checked frame), with
-    /// `command` (a report goes late as reissue); re-encrypted when the link has a cipher.
-    pub fn queue(&mut self, frame: &[u8], command: Option<Command>) -> Result<(), schemas::Error> {
-        let header = Frame::check(frame)?;
+    /// Queues a vehicle's frame, as ingest stored it (plaintext, already checked: `header` is
+    /// its header), with `command` (a report goes late as reissue); re-encrypted when the link
+    /// has a cipher.
+    pub fn queue(
+        &mut self,
+        frame: &[u8],
+        header: Header,
+        command: Command,
+    ) -> Result<(), schemas::Error> {
         let Some(key) = self.key.clone() else {
             match command {
-                Some(command) if command != header.command => {
+                command if command != header.command => {
                     schemas::frame::with_command(frame, command, &mut self.scratch)?;
                     self.out.extend_from_slice(&self.scratch);
                 }
@@ -315,7 +320,7 @@ impl Link {
             return Ok(());
         };
         let sealed = Header {
-            command: command.unwrap_or(header.command),
+            command,
             encryption: key.cipher().encryption(),
             ..header
         };

@@ -502,24 +502,26 @@ impl Relay {
         self.send(
             consumer,
             value,
+            header,
             command,
-            vin,
             Some(mark),
             if late { "replayed" } else { "live" },
         )
         .await;
     }
 
-    /// Queues one frame for the link and records what its offset waits on.
+    /// Queues one frame (checked, `header` its header) for the link and records what its
+    /// offset waits on.
     async fn send(
         &mut self,
         consumer: &StreamConsumer<GroupContext>,
         frame: &[u8],
+        header: schemas::Header,
         command: Command,
-        vin: Vin,
         mark: Option<Mark>,
         kind: &str,
     ) {
+        let vin = header.vin;
         while self.awaiting.len() >= MAX_AWAITING && self.link.is_some() {
             self.flush(consumer).await;
             self.read_one(consumer).await;
@@ -527,7 +529,7 @@ impl Relay {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        if let Err(error) = link.queue(frame, Some(command)) {
+        if let Err(error) = link.queue(frame, header, command) {
             tracing::warn!(upstream = self.up.name(), %error, "frame not relayable; skipped");
             if let Some(mark) = mark {
                 self.skip(mark, "bad_message");
@@ -619,7 +621,10 @@ impl Relay {
         vin: Vin,
         login: Arc<Vec<u8>>,
     ) -> LoginOutcome {
-        self.send(consumer, &login, Command::Login, vin, None, "login")
+        let Ok(header) = Frame::check(&login) else {
+            return LoginOutcome::Refused;
+        };
+        self.send(consumer, &login, header, Command::Login, None, "login")
             .await;
         self.flush(consumer).await;
         let deadline = tokio::time::Instant::now() + self.up.config.reply_timeout;
@@ -736,11 +741,14 @@ impl Relay {
             return self.done(held.mark);
         }
         self.vehicles.remove(&vin);
+        let Ok(header) = Frame::check(&held.frame) else {
+            return self.done(held.mark);
+        };
         self.send(
             consumer,
             &held.frame,
+            header,
             Command::Logout,
-            vin,
             Some(held.mark),
             "logout",
         )
