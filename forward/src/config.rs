@@ -143,6 +143,42 @@ mod durations {
     }
 }
 
+impl UpstreamConfig {
+    /// An upstream at `address` with these credentials and every other setting at its default
+    /// (what a config entry that names only these gets).
+    pub fn new(
+        name: &str,
+        address: &str,
+        platform_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Self {
+        UpstreamConfig {
+            name: name.into(),
+            address: address.into(),
+            tls: false,
+            tls_ca: None,
+            tls_server_name: None,
+            edition: default_edition(),
+            platform_id: platform_id.into(),
+            username: username.into(),
+            password: Secret(password.into()),
+            cipher: default_cipher(),
+            key: Secret(String::new()),
+            vins: Vec::new(),
+            heartbeat: yes(),
+            heartbeat_interval: default_heartbeat(),
+            rate_limit: 0,
+            replay_rate: default_replay_rate(),
+            acks: default_acks(),
+            retry: default_retry(),
+            retry_every: default_retry_every(),
+            reply_timeout: default_timeout(),
+            refused_retry: default_refused_retry(),
+        }
+    }
+}
+
 fn default_edition() -> u16 {
     2016
 }
@@ -287,29 +323,13 @@ mod tests {
     use super::*;
 
     pub(crate) fn upstream(name: &str) -> UpstreamConfig {
-        UpstreamConfig {
-            name: name.into(),
-            address: "127.0.0.1:32960".into(),
-            tls: false,
-            tls_ca: None,
-            tls_server_name: None,
-            edition: 2016,
-            platform_id: "PLATFORM-ENT-0001".into(),
-            username: "enterprise".into(),
-            password: Secret("s3cret".into()),
-            cipher: "none".into(),
-            key: Secret(String::new()),
-            vins: Vec::new(),
-            heartbeat: true,
-            heartbeat_interval: default_heartbeat(),
-            rate_limit: 0,
-            replay_rate: default_replay_rate(),
-            acks: Acks::Replies,
-            retry: default_retry(),
-            retry_every: default_retry_every(),
-            reply_timeout: default_timeout(),
-            refused_retry: default_refused_retry(),
-        }
+        UpstreamConfig::new(
+            name,
+            "127.0.0.1:32960",
+            "PLATFORM-ENT-0001",
+            "enterprise",
+            "s3cret",
+        )
     }
 
     #[test]

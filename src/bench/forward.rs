@@ -15,7 +15,7 @@ use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::message::{EventMessage, KafkaSettings, Topics, event_kinds, headers};
 use schemas::payload::request_frame;
-use schemas::{Secret, TerminalTime, sample};
+use schemas::{TerminalTime, sample};
 
 use super::{BASE_US, Fleet};
 
@@ -209,29 +209,17 @@ pub fn run(brokers: &str, vins: usize, seconds: i64, acks: forward::Acks) -> Res
             .local_addr()?
             .port();
         let mut child = upstream(&kafka, &public, &dir, port)?;
-        let upstream = forward::UpstreamConfig {
-            name: "bench".into(),
-            address: format!("127.0.0.1:{port}"),
-            tls: false,
-            tls_ca: None,
-            tls_server_name: None,
-            edition: 2016,
-            platform_id: PLATFORM_ID.into(),
-            username: USERNAME.into(),
-            password: Secret(PASSWORD.into()),
-            cipher: "none".into(),
-            key: Secret(String::new()),
-            vins: Vec::new(),
-            heartbeat: false,
-            heartbeat_interval: Duration::from_secs(30),
-            rate_limit: 0,
-            replay_rate: 0,
-            acks,
-            retry: vec![Duration::from_secs(1)],
-            retry_every: Duration::from_secs(1),
-            reply_timeout: Duration::from_secs(30),
-            refused_retry: Duration::from_secs(600),
-        };
+        let mut upstream = forward::UpstreamConfig::new(
+            "bench",
+            &format!("127.0.0.1:{port}"),
+            PLATFORM_ID,
+            USERNAME,
+            PASSWORD,
+        );
+        (upstream.heartbeat, upstream.replay_rate, upstream.acks) = (false, 0, acks);
+        upstream.retry = vec![Duration::from_secs(1)];
+        upstream.retry_every = Duration::from_secs(1);
+        upstream.reply_timeout = Duration::from_secs(30);
         let relay = forward::Forward::start(forward::RunConfig {
             kafka: kafka.clone(),
             topics: topics.clone(),

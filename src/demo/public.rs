@@ -64,29 +64,17 @@ impl PublicPlatform {
         let mut relay = config.clone();
         relay.forward.admin_listen = "127.0.0.1:0".parse()?;
         relay.forward.group_prefix = format!("chargewatch-demo-forward-{}", std::process::id());
-        relay.forward.upstreams = vec![forward::UpstreamConfig {
-            name: "public".into(),
-            address: ingest.listen_addr.to_string(),
-            tls: false,
-            tls_ca: None,
-            tls_server_name: None,
-            edition: 2016,
-            platform_id: PLATFORM_ID.into(),
-            username: USERNAME.into(),
-            password: Secret(PASSWORD.into()),
-            cipher: "none".into(),
-            key: Secret(String::new()),
-            vins: Vec::new(),
-            heartbeat: true,
-            heartbeat_interval: Duration::from_secs(30),
-            rate_limit: 0,
-            replay_rate: 2_000,
-            acks: forward::Acks::Replies,
-            retry: vec![Duration::from_secs(1); 3],
-            retry_every: Duration::from_secs(5),
-            reply_timeout: Duration::from_secs(10),
-            refused_retry: Duration::from_secs(600),
-        }];
+        let mut upstream = forward::UpstreamConfig::new(
+            "public",
+            &ingest.listen_addr.to_string(),
+            PLATFORM_ID,
+            USERNAME,
+            PASSWORD,
+        );
+        upstream.acks = forward::Acks::Replies;
+        upstream.retry = vec![Duration::from_secs(1); 3];
+        upstream.retry_every = Duration::from_secs(5);
+        relay.forward.upstreams = vec![upstream];
         let forward = roles::start_forward(&relay).await?;
         // The fleet starts once the link is logged in: what ingest receives before that is a
         // backlog, which goes as reissue.

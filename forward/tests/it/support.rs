@@ -203,29 +203,20 @@ impl Chain {
 
     /// An upstream entry for the public side through the proxy, with short retries.
     pub fn upstream(&self, name: &str) -> UpstreamConfig {
-        UpstreamConfig {
-            name: name.into(),
-            address: self.proxy.addr.to_string(),
-            tls: false,
-            tls_ca: None,
-            tls_server_name: None,
-            edition: 2016,
-            platform_id: PLATFORM_ID.into(),
-            username: USERNAME.into(),
-            password: Secret(PASSWORD.into()),
-            cipher: "none".into(),
-            key: Secret(String::new()),
-            vins: Vec::new(),
-            heartbeat: true,
-            heartbeat_interval: Duration::from_secs(1),
-            rate_limit: 0,
-            replay_rate: 0,
-            acks: Acks::Replies,
-            retry: vec![Duration::from_millis(300); 3],
-            retry_every: Duration::from_secs(1),
-            reply_timeout: Duration::from_secs(5),
-            refused_retry: Duration::from_secs(600),
-        }
+        let mut upstream = UpstreamConfig::new(
+            name,
+            &self.proxy.addr.to_string(),
+            PLATFORM_ID,
+            USERNAME,
+            PASSWORD,
+        );
+        upstream.heartbeat_interval = Duration::from_secs(1);
+        upstream.replay_rate = 0;
+        upstream.acks = Acks::Replies;
+        upstream.retry = vec![Duration::from_millis(300); 3];
+        upstream.retry_every = Duration::from_secs(1);
+        upstream.reply_timeout = Duration::from_secs(5);
+        upstream
     }
 
     pub async fn forward(&self, upstream: UpstreamConfig) -> Forward {
