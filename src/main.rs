@@ -90,7 +90,7 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         duration: u32,
         /// Reports per second per terminal (simulated time runs this much faster).
-        #[arg(long, default_value_t = 20.0)]
+        #[arg(long, default_value_t = 4.0)]
         rate: f64,
         /// Where the demo writes its key file.
         #[arg(long, default_value = "data/demo")]
@@ -105,6 +105,9 @@ enum Cmd {
         /// login, vehicle logins, reports) on topics of its own.
         #[arg(long)]
         public_platform: bool,
+        /// Keep serving the console and SQL after the run, until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
 }
 
@@ -196,7 +199,7 @@ enum BenchCmd {
         #[arg(long, default_value_t = 50)]
         terminals: usize,
         /// Reports per terminal.
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 4.0)]
         reports: u32,
         /// Terminal cipher.
         #[arg(long, default_value = "des-cbc")]
@@ -320,15 +323,17 @@ fn main() -> ExitCode {
             lake,
             brokers,
             public_platform,
-        } => demo::run(
+            serve,
+        } => demo::run(demo::Options {
             terminals,
             duration,
             rate,
-            &dir,
-            &lake,
+            dir,
+            lake,
             brokers,
             public_platform,
-        ),
+            serve,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -48,7 +48,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn terminated() {
+pub(crate) async fn terminated() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -140,10 +140,28 @@ pub async fn start_query(config: &config::Config) -> Result<QueryServers> {
     let engine = query_engine(config)?;
     let stop = CancellationToken::new();
     let token = config.query.token.0.clone();
+    let console = match config.query.console.enabled {
+        true => Some(
+            query::console::Console::start(
+                query::console::ConsoleSettings {
+                    kafka: config.kafka.clone(),
+                    topics: config.topics.clone(),
+                    config: config.query.console.clone(),
+                    token: token.clone(),
+                },
+                engine.clone(),
+                stop.clone(),
+            )
+            .map_err(anyhow::Error::msg)
+            .context("starting the console")?,
+        ),
+        false => None,
+    };
     let (http_addr, http) = query::http::serve(
         config.query.http_listen,
         engine.clone(),
         token.clone(),
+        console.as_ref(),
         stop.clone(),
     )
     .await

@@ -14,9 +14,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use schemas::alert::{self, AlertData, AlertMessage, AlertWindow};
+use schemas::alert::{self, AlertData, AlertMessage, AlertWindow, event_id};
 use serde_json::{Map, Value};
-use xxhash_rust::xxh3::xxh3_128;
 
 use crate::rules::{Rule, Severity, WindowSpec};
 
@@ -62,15 +61,6 @@ pub struct AlertEvent {
     pub partition: i32,
 }
 
-fn event_id(rule: &str, entity_key: &str, raised_start: i64, kind: AlertKind, end: i64) -> String {
-    let end = if kind == AlertKind::Updated { end } else { 0 };
-    let text = format!(
-        "{rule}\u{0}{entity_key}\u{0}{raised_start}\u{0}{}\u{0}{end}",
-        kind.as_str()
-    );
-    format!("{:032x}", xxh3_128(text.as_bytes()))
-}
-
 impl AlertEvent {
     /// The message on the alerts topic ([`schemas::alert`]).
     pub fn to_message(&self) -> AlertMessage {
@@ -97,6 +87,7 @@ impl AlertEvent {
                 station_id: self.station_id.clone(),
                 pad_no: self.pad_no,
                 partition: self.partition,
+                note: None,
             },
         }
     }
@@ -115,8 +106,12 @@ impl AlertEvent {
         Self::from_message(AlertMessage::from_bytes(bytes).ok()?)
     }
 
-    /// `None` where the severity or window is not one a rule can have.
+    /// `None` where the severity or window is not one a rule can have, and for operators'
+    /// acknowledgements and comments (they are not part of a rule's lifecycle).
     pub fn from_message(message: AlertMessage) -> Option<AlertEvent> {
+        if !message.kind.is_lifecycle() {
+            return None;
+        }
         let data = message.data;
         Some(AlertEvent {
             kind: message.kind,
@@ -286,6 +281,8 @@ impl Lifecycle {
             AlertKind::Cleared => {
                 self.open.remove(&key);
             }
+            // Operators' notes never reach here (`from_message` skips them).
+            AlertKind::Acknowledged | AlertKind::Commented => {}
             AlertKind::Raised | AlertKind::Updated => {
                 self.open.insert(
                     key,

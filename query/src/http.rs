@@ -16,6 +16,7 @@ use axum::routing::post;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::console::Console;
 use crate::engine::Engine;
 use crate::format::Format;
 
@@ -33,7 +34,7 @@ fn error_response(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn authorized(headers: &HeaderMap, token: &str) -> bool {
     if token.is_empty() {
         return true;
     }
@@ -105,16 +106,21 @@ async fn query(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     }
 }
 
-/// The router: `POST /v1/query`, `GET /metrics`, `GET /healthz`, `GET /readyz`.
-pub fn router(engine: Engine, token: String) -> Router {
+/// The router: `POST /v1/query`, `GET /metrics`, `GET /healthz`, `GET /readyz`, and the
+/// console's pages and API when it runs.
+pub fn router(engine: Engine, token: String, console: Option<&Arc<Console>>) -> Router {
     let registry = engine.metrics.registry.clone();
     let shared = Arc::new(Shared { engine, token });
     // Ready while it serves: on shutdown the listener closes and probes fail to connect.
     let probes = stage::admin::router(registry, CancellationToken::new(), || Ok(()));
-    Router::new()
+    let router = Router::new()
         .route("/v1/query", post(query))
         .with_state(shared)
-        .merge(probes)
+        .merge(probes);
+    match console {
+        Some(console) => router.merge(console.router()),
+        None => router,
+    }
 }
 
 /// Serves the router until `stop` is cancelled; returns the bound address once listening.
@@ -122,11 +128,12 @@ pub async fn serve(
     listen: SocketAddr,
     engine: Engine,
     token: String,
+    console: Option<&Arc<Console>>,
     stop: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let app = router(engine, token);
+    let app = router(engine, token, console);
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -5,12 +5,16 @@
 //! - [`http`]: `POST /v1/query` (`chargewatch serve-query`), with bearer-token authentication,
 //!   and `/metrics` ([`metrics`]), `/healthz`, `/readyz`.
 //!
+//! - [`console`]: the operations console (pages, a JSON API and a live SSE stream over a view
+//!   kept from the telemetry and alerts topics), on the same HTTP listener.
+//!
 //! - [`flight`]: Arrow Flight SQL (statements, prepared statements, catalog calls) for ADBC,
 //!   JDBC and Grafana.
 //!
 //! `chargewatch query --lake URL "SQL"` runs one statement through the same engine.
 
 pub mod config;
+pub mod console;
 pub mod engine;
 pub mod error;
 pub mod flight;

@@ -1,7 +1,7 @@
 //! The query role's Prometheus metrics, shared by HTTP and Flight SQL (both run statements
 //! through [`Engine::run`](crate::Engine::run)). The one label, `outcome`, has five values.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::error::Error;
 
@@ -15,6 +15,14 @@ pub struct Metrics {
     pub duration: Histogram,
     /// `query_rows_returned_total`.
     pub rows: IntCounter,
+    /// `console_live_streams`: pages connected to the live stream now.
+    pub console_streams: IntGauge,
+    /// `console_notes_total{kind}`: acknowledgements and comments published (`acknowledged`,
+    /// `commented`).
+    pub console_notes: IntCounterVec,
+    /// `console_note_failures_total`: sends of a note the broker refused (each is retried
+    /// for up to 10 s).
+    pub console_note_failures: IntCounter,
 }
 
 impl Metrics {
@@ -35,6 +43,21 @@ impl Metrics {
                 ]),
             )?,
             rows: IntCounter::new("query_rows_returned_total", "Rows in answers")?,
+            console_streams: IntGauge::new(
+                "console_live_streams",
+                "Console pages connected to the live stream",
+            )?,
+            console_notes: IntCounterVec::new(
+                Opts::new(
+                    "console_notes_total",
+                    "Acknowledgements and comments published on the alerts topic",
+                ),
+                &["kind"],
+            )?,
+            console_note_failures: IntCounter::new(
+                "console_note_failures_total",
+                "Sends of an acknowledgement or comment the broker refused",
+            )?,
             registry,
         };
         metrics
@@ -44,6 +67,15 @@ impl Metrics {
             .registry
             .register(Box::new(metrics.duration.clone()))?;
         metrics.registry.register(Box::new(metrics.rows.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.console_streams.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.console_notes.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.console_note_failures.clone()))?;
         Ok(metrics)
     }
 

@@ -34,6 +34,12 @@ pub enum AlertKind {
     Updated,
     #[serde(rename = "chargewatch.alert.cleared")]
     Cleared,
+    /// An operator acknowledged the alert (the console); `data.note` says who and why.
+    #[serde(rename = "chargewatch.alert.acknowledged")]
+    Acknowledged,
+    /// An operator commented on the alert without acknowledging it; `data.note` holds it.
+    #[serde(rename = "chargewatch.alert.commented")]
+    Commented,
 }
 
 impl AlertKind {
@@ -43,6 +49,8 @@ impl AlertKind {
             AlertKind::Raised => "raised",
             AlertKind::Updated => "updated",
             AlertKind::Cleared => "cleared",
+            AlertKind::Acknowledged => "acknowledged",
+            AlertKind::Commented => "commented",
         }
     }
 
@@ -52,8 +60,37 @@ impl AlertKind {
             AlertKind::Raised => "chargewatch.alert.raised",
             AlertKind::Updated => "chargewatch.alert.updated",
             AlertKind::Cleared => "chargewatch.alert.cleared",
+            AlertKind::Acknowledged => "chargewatch.alert.acknowledged",
+            AlertKind::Commented => "chargewatch.alert.commented",
         }
     }
+
+    /// Whether the processor's rules made it (raised, updated, cleared), rather than an
+    /// operator (acknowledged, commented): only those drive an alert's lifecycle.
+    pub fn is_lifecycle(self) -> bool {
+        matches!(
+            self,
+            AlertKind::Raised | AlertKind::Updated | AlertKind::Cleared
+        )
+    }
+}
+
+/// An event's id: XXH3-128 of rule, entity key (the entity as JSON, keys sorted), the raise
+/// window's start and the kind, plus the window end for updates; as 32 hex digits. The
+/// processor names every lifecycle event so; replays repeat the ids.
+pub fn event_id(
+    rule: &str,
+    entity_key: &str,
+    raised_start: i64,
+    kind: AlertKind,
+    end: i64,
+) -> String {
+    let end = if kind == AlertKind::Updated { end } else { 0 };
+    let text = format!(
+        "{rule}\u{0}{entity_key}\u{0}{raised_start}\u{0}{}\u{0}{end}",
+        kind.as_str()
+    );
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
 
 /// One alert event.
@@ -93,6 +130,20 @@ pub struct AlertData {
     pub station_id: Option<String>,
     pub pad_no: Option<u8>,
     pub partition: i32,
+    /// An operator's acknowledgement or comment (only on `acknowledged` and `commented`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<AlertNote>,
+}
+
+/// Who acknowledged or commented on an alert, and what they wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertNote {
+    /// The alert's lifecycle id ([`AlertMessage::alert_id`]): the id of its raised event.
+    pub alert_id: String,
+    /// Who: the name the operator gave the console.
+    pub by: String,
+    #[serde(default)]
+    pub comment: String,
 }
 
 /// The window that produced the event.
@@ -114,6 +165,49 @@ impl AlertMessage {
     /// The source of a rule's alerts.
     pub fn source_of(rule: &str) -> String {
         format!("/chargewatch/processor/rules/{rule}")
+    }
+
+    /// The id of the alert this event belongs to: its raised event's id, the same for every
+    /// event of one lifecycle (an acknowledgement names it in its note).
+    pub fn alert_id(&self) -> String {
+        if let Some(note) = &self.data.note {
+            return note.alert_id.clone();
+        }
+        let entity_key = serde_json::to_string(&self.data.entity).unwrap_or_default();
+        event_id(
+            &self.data.rule,
+            &entity_key,
+            self.data.raised_window_start_us,
+            AlertKind::Raised,
+            0,
+        )
+    }
+
+    /// An operator's acknowledgement (`Acknowledged`) or comment (`Commented`) of the alert
+    /// this event belongs to, at `now_us`: the alert's rule, entity, windows, evidence and
+    /// partition, its lifecycle id and the note; source `/chargewatch/console`.
+    pub fn note(&self, kind: AlertKind, by: &str, comment: &str, now_us: i64) -> AlertMessage {
+        let alert_id = self.alert_id();
+        let text = format!(
+            "{alert_id}\u{0}{}\u{0}{by}\u{0}{comment}\u{0}{now_us}",
+            kind.as_str()
+        );
+        let mut data = self.data.clone();
+        data.note = Some(AlertNote {
+            alert_id,
+            by: by.to_owned(),
+            comment: comment.to_owned(),
+        });
+        AlertMessage {
+            specversion: SPEC_VERSION.to_owned(),
+            kind,
+            source: "/chargewatch/console".to_owned(),
+            id: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes())),
+            time_us: now_us,
+            subject: self.subject.clone(),
+            datacontenttype: CONTENT_TYPE.to_owned(),
+            data,
+        }
     }
 
     /// The document's bytes, as produced on the alerts topic.
@@ -185,8 +279,47 @@ mod tests {
                 station_id: Some("ST01".into()),
                 pad_no: Some(2),
                 partition: 0,
+                note: None,
             },
         }
+    }
+
+    #[test]
+    fn every_event_of_a_lifecycle_names_its_raised_event() {
+        let raised = sample();
+        let entity_key = serde_json::to_string(&raised.data.entity).unwrap();
+        let expected = event_id(
+            "tx_coil_overheat",
+            &entity_key,
+            1_795_482_000_000_000,
+            AlertKind::Raised,
+            0,
+        );
+        assert_eq!(raised.alert_id(), expected);
+        let mut cleared = raised.clone();
+        cleared.kind = AlertKind::Cleared;
+        cleared.data.window.end_us += 30_000_000;
+        assert_eq!(cleared.alert_id(), expected);
+        let acknowledged = cleared.note(AlertKind::Acknowledged, "ops", "crew sent", 5);
+        assert_eq!(acknowledged.alert_id(), expected);
+        assert_eq!(acknowledged.data.note.as_ref().unwrap().by, "ops");
+        assert_ne!(
+            acknowledged.id,
+            cleared
+                .note(AlertKind::Acknowledged, "ops", "crew sent", 6)
+                .id
+        );
+        let doc: Value = serde_json::from_slice(&acknowledged.to_bytes()).unwrap();
+        assert_eq!(doc["type"], "chargewatch.alert.acknowledged");
+        assert_eq!(doc["data"]["note"]["by"], "ops");
+        assert_eq!(
+            AlertMessage::from_bytes(&acknowledged.to_bytes()).unwrap(),
+            acknowledged
+        );
+        assert!(!AlertKind::Acknowledged.is_lifecycle() && AlertKind::Cleared.is_lifecycle());
+        // A lifecycle event has no note on the wire.
+        let doc: Value = serde_json::from_slice(&raised.to_bytes()).unwrap();
+        assert!(doc["data"].get("note").is_none());
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub fn alert(
             station_id: Some("ST01".into()),
             pad_no: Some(1),
             partition: 0,
+            note: None,
         },
     }
 }

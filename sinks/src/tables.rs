@@ -218,6 +218,8 @@ struct AlertBuilders {
     evidence: StringBuilder,
     entity: StringBuilder,
     raised_window_start: TimestampMicrosecondBuilder,
+    operator: StringBuilder,
+    comment: StringBuilder,
 }
 
 impl Default for AlertBuilders {
@@ -236,6 +238,8 @@ impl Default for AlertBuilders {
             evidence: StringBuilder::new(),
             entity: StringBuilder::new(),
             raised_window_start: utc_builder(0),
+            operator: StringBuilder::new(),
+            comment: StringBuilder::new(),
         }
     }
 }
@@ -264,6 +268,10 @@ fn alert_row(
     b.entity.append_value(json(&data.entity));
     b.raised_window_start
         .append_value(data.raised_window_start_us);
+    b.operator
+        .append_option(data.note.as_ref().map(|n| n.by.as_str()));
+    b.comment
+        .append_option(data.note.as_ref().map(|n| n.comment.as_str()));
     Ok(())
 }
 
@@ -282,6 +290,8 @@ fn alert_columns(mut b: AlertBuilders) -> Vec<ArrayRef> {
         Arc::new(b.evidence.finish()),
         Arc::new(b.entity.finish()),
         Arc::new(b.raised_window_start.finish()),
+        Arc::new(b.operator.finish()),
+        Arc::new(b.comment.finish()),
     ]
 }
 

@@ -76,26 +76,26 @@ async fn noisy_line(target: std::net::SocketAddr, keys: &KeyStore) -> Result<()>
     Ok(())
 }
 
+/// What `chargewatch demo` was asked for.
+#[derive(Debug)]
+pub struct Options {
+    pub terminals: usize,
+    pub duration: u32,
+    pub rate: f64,
+    pub dir: std::path::PathBuf,
+    pub lake: String,
+    pub brokers: Option<String>,
+    pub public_platform: bool,
+    /// Keep the console and SQL serving after the run, until Ctrl-C or SIGTERM.
+    pub serve: bool,
+}
+
 /// Runs the demo.
-pub fn run(
-    terminals: usize,
-    duration: u32,
-    rate: f64,
-    dir: &Path,
-    lake: &str,
-    brokers: Option<String>,
-    public_platform: bool,
-) -> Result<()> {
+pub fn run(mut options: Options) -> Result<()> {
+    options.terminals = options.terminals.max(1);
+    options.duration = options.duration.max(10);
     let runtime = crate::roles::runtime()?;
-    runtime.block_on(run_async(
-        terminals.max(1),
-        duration.max(10),
-        rate,
-        dir,
-        lake,
-        brokers,
-        public_platform,
-    ))
+    runtime.block_on(run_async(options))
 }
 
 /// The production config with what a one-minute demo on loopback needs: every listener on a
@@ -126,18 +126,23 @@ fn demo_config(brokers: &str, key_path: &Path, lake_location: &str) -> Result<Co
     config.query.http_listen = loopback;
     config.query.flight_listen = loopback;
     config.query.memory_limit_mib = 512;
+    // A token made for this run only: the console's acknowledgements need one, and the
+    // console link the demo prints carries it (in the fragment, which no server sees).
+    config.query.token = schemas::Secret(format!("{:032x}", rand::random::<u128>()));
     Ok(config)
 }
 
-async fn run_async(
-    terminals: usize,
-    duration: u32,
-    rate: f64,
-    dir: &Path,
-    lake_location: &str,
-    brokers: Option<String>,
-    public_platform: bool,
-) -> Result<()> {
+async fn run_async(options: Options) -> Result<()> {
+    let Options {
+        terminals,
+        duration,
+        rate,
+        ref dir,
+        lake: ref lake_location,
+        brokers,
+        public_platform,
+        serve,
+    } = options;
     // The broker: embedded mock cluster unless real brokers are given.
     let mock = match &brokers {
         Some(_) => None,
@@ -197,8 +202,16 @@ async fn run_async(
         "sink: Parquet lake at {}, metrics on http://{}/metrics",
         lake.url, sink.admin_addr
     );
+    let token = &config.query.token.0;
     println!(
-        "query: POST SQL to http://{http_addr}/v1/query, Arrow Flight SQL at grpc://{flight_addr} (while the demo runs)"
+        "console: http://{http_addr}/#token={token} (this run's token; {})",
+        match serve {
+            true => "serving until Ctrl-C",
+            false => "while the demo runs; --serve keeps it up after",
+        }
+    );
+    println!(
+        "query: POST SQL to http://{http_addr}/v1/query with \"Authorization: Bearer <the token>\", Arrow Flight SQL at grpc://{flight_addr}"
     );
     println!(
         "{terminals} terminals (GB/T 32960.3-2016 and -2025 in turn, the 2025 ones SM2-signed; DES, 3DES, AES-128, SM4 and plain in turn; keys in {}), {duration} s of charging at {rate} reports/s each",
@@ -299,6 +312,10 @@ async fn run_async(
     }
     report::print_alerts(&brokers, &topics.alerts)?;
     report::print_lake(&engine, lake_location).await?;
+    if serve {
+        println!("console still serving at http://{http_addr}/#token={token}; Ctrl-C to stop");
+        roles::terminated().await;
+    }
     queries.role.shutdown();
     queries.role.wait().await?;
     anyhow::ensure!(

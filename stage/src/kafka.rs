@@ -7,6 +7,8 @@
 //!   after the properties, since the roles' no-loss guarantee depends on them;
 //! - [`group_consumer`]: a consumer in a group that stores offsets only when told to, feeds the
 //!   consumer-lag gauge and raises a flag on every rebalance ([`GroupContext`]);
+//! - [`tail_consumer`]: a consumer outside any group, on every partition of some topics from a
+//!   point in time (readers that keep a live view, such as the console, and commit nothing);
 //! - [`received`] and [`pack`]: the one rule for a message's received time, and a consumed
 //!   message into a packed batch;
 //! - [`deliver`]: records produced and awaited, the failed ones sent again until taken;
@@ -96,6 +98,62 @@ pub fn group_consumer(
         rebalanced: AtomicBool::new(false),
         lag,
     })
+}
+
+/// Where a [`tail_consumer`] starts reading a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// Its oldest record still kept.
+    Beginning,
+    /// The first record the broker stamped at or after this time (milliseconds since the
+    /// epoch); the end where there is none.
+    Time(i64),
+}
+
+/// A consumer outside any group, assigned every partition of each topic from its [`Since`]:
+/// it commits nothing, and each replica reads everything (a live view, not a share of the
+/// work). Partitions added to a topic after the call are not read. Blocking (metadata and
+/// offset look-ups, each up to `timeout`).
+pub fn tail_consumer(
+    kafka: &KafkaSettings,
+    topics: &[(&str, Since)],
+    timeout: Duration,
+) -> KafkaResult<StreamConsumer> {
+    use rdkafka::consumer::Consumer as _;
+    let consumer: StreamConsumer = client_config(kafka, &[("enable.auto.commit", "false")])
+        .set("group.id", "chargewatch-tail")
+        .create()?;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let mut by_time = rdkafka::TopicPartitionList::new();
+    for &(topic, since) in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            match since {
+                Since::Beginning => assignment.add_partition_offset(
+                    topic,
+                    partition.id(),
+                    rdkafka::Offset::Beginning,
+                )?,
+                Since::Time(ms) => by_time.add_partition_offset(
+                    topic,
+                    partition.id(),
+                    rdkafka::Offset::Offset(ms),
+                )?,
+            }
+        }
+    }
+    if by_time.count() > 0 {
+        for element in consumer.offsets_for_times(by_time, timeout)?.elements() {
+            // No record at or after the time: the end.
+            let offset = match element.offset() {
+                rdkafka::Offset::Offset(o) if o >= 0 => rdkafka::Offset::Offset(o),
+                _ => rdkafka::Offset::End,
+            };
+            assignment.add_partition_offset(element.topic(), element.partition(), offset)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    Ok(consumer)
 }
 
 /// The context of every group consumer: logs rebalances and flags them for the role's loop,

@@ -47,6 +47,7 @@ async fn answers_in_the_format_asked_for() {
         "127.0.0.1:0".parse().unwrap(),
         engine(&fixture),
         String::new(),
+        None,
         stop.clone(),
     )
     .await
@@ -101,6 +102,7 @@ async fn a_configured_token_is_required() {
         "127.0.0.1:0".parse().unwrap(),
         engine(&fixture),
         "s3cret".into(),
+        None,
         stop.clone(),
     )
     .await

@@ -116,7 +116,9 @@ pub fn telemetry_schema() -> SchemaRef {
 /// The alerts table: one row per alert event (raised, updated, cleared) of the alerts topic.
 /// `entity` is the rule's entity key as JSON and `raised_window_start` the start of the window
 /// that raised the alert, so a raise and its clear join on (`rule`, `entity`,
-/// `raised_window_start`).
+/// `raised_window_start`). Acknowledgements and comments from the console are rows too
+/// (`event_type` `chargewatch.alert.acknowledged|commented`, with `operator` and `comment`),
+/// carrying the alert's rule, entity and raise window, so they join the same way.
 pub fn alert_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("alert_id", DataType::Utf8, false),
@@ -132,6 +134,9 @@ pub fn alert_schema() -> SchemaRef {
         Field::new("evidence", DataType::Utf8, true),
         Field::new("entity", DataType::Utf8, true),
         Field::new("raised_window_start", timestamp_type(), true),
+        // An operator's acknowledgement or comment (null on the rules' events).
+        Field::new("operator", DataType::Utf8, true),
+        Field::new("comment", DataType::Utf8, true),
     ]))
 }
 
