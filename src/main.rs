@@ -199,7 +199,7 @@ enum BenchCmd {
         #[arg(long, default_value_t = 50)]
         terminals: usize,
         /// Reports per terminal.
-        #[arg(long, default_value_t = 4.0)]
+        #[arg(long, default_value_t = 2000)]
         reports: u32,
         /// Terminal cipher.
         #[arg(long, default_value = "des-cbc")]
