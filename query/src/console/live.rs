@@ -464,7 +464,7 @@ impl Live {
                 })
             })
             .collect();
-        list.sort_unstable_by(|a, b| b.changed.cmp(&a.changed));
+        list.sort_unstable_by_key(|a| std::cmp::Reverse(a.changed));
         list
     }
 
