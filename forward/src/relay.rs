@@ -180,23 +180,26 @@ impl Bucket {
         }
     }
 
-    async fn take(&mut self) {
+    /// Takes a token; returns how long to wait before the frame may go, if at all.
+    fn take(&mut self) -> Option<Duration> {
         if self.rate <= 0.0 {
-            return;
+            return None;
         }
         let burst = (self.rate / 10.0).max(1.0);
         let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(burst);
-        self.at = now;
-        if self.tokens < 1.0 {
-            let wait = (1.0 - self.tokens) / self.rate;
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-            self.at = Instant::now();
-            self.tokens = 0.0;
-        } else {
-            self.tokens -= 1.0;
+        if self.at <= now {
+            self.tokens =
+                (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(burst);
+            self.at = now;
         }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return None;
+        }
+        // The token the wait earns is spent on this frame; `at` is when it may go.
+        self.at += Duration::from_secs_f64((1.0 - self.tokens) / self.rate);
+        self.tokens = 0.0;
+        Some(self.at.duration_since(now))
     }
 }
 
@@ -490,10 +493,14 @@ impl Relay {
             return;
         };
         let late = header.command == Command::Realtime && received_us < logged_in_us;
-        if late {
-            self.replay.take().await;
+        let replay_wait = if late { self.replay.take() } else { None };
+        let wait = replay_wait.into_iter().chain(self.all.take()).max();
+        if let Some(wait) = wait {
+            // What is queued goes out before the pause: a throttled frame is never held back
+            // to leave in one burst with those after it.
+            self.flush(consumer).await;
+            tokio::time::sleep(wait).await;
         }
-        self.all.take().await;
         let command = if late {
             Command::Reissue
         } else {
@@ -1068,5 +1075,24 @@ impl Relay {
         }
         self.metrics.link_up.with_label_values(&[up.name()]).set(0);
         self.status().state = "stopped".into();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_spaces_frames_at_its_rate_after_a_tenth_of_a_second_of_burst() {
+        let mut bucket = Bucket::new(50);
+        // Start with a full burst (5 tokens).
+        bucket.at -= Duration::from_secs(1);
+        let waits: Vec<Option<Duration>> = (0..25).map(|_| bucket.take()).collect();
+        assert!(waits[..5].iter().all(Option::is_none), "{waits:?}");
+        // Without sleeping, each further frame is scheduled one interval after the previous.
+        let total: Duration = waits.iter().flatten().copied().max().unwrap();
+        assert!(total >= Duration::from_millis(19 * 20), "{total:?}");
+        assert!(total <= Duration::from_millis(21 * 20), "{total:?}");
+        assert_eq!(Bucket::new(0).take(), None);
     }
 }
