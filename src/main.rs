@@ -174,6 +174,20 @@ enum BenchCmd {
         #[arg(long, default_value = "python3")]
         python: String,
     },
+    /// The operations console over a fleet of stations (4 pads each): overview, pads and
+    /// alerts over HTTP and first paint in headless chromium, beside the same bytes served
+    /// statically.
+    Console {
+        /// Stations, each with 4 pads and a vehicle on each.
+        #[arg(long, default_value_t = 10_000)]
+        stations: usize,
+        /// Requests per endpoint (page loads: at most 10).
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+        /// Skip the browser's measurements.
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Telemetry on a broker -> forward -> a chargewatch upstream on loopback, against a raw
     /// rdkafka consumer of the same topic (same run).
     Forward {
@@ -315,6 +329,14 @@ fn main() -> ExitCode {
                     python,
                 },
         } => bench::query::run(vins, seconds, rounds, &python),
+        Cmd::Bench {
+            what:
+                BenchCmd::Console {
+                    stations,
+                    rounds,
+                    no_browser,
+                },
+        } => bench::console::run(stations, rounds, !no_browser),
         Cmd::Demo {
             terminals,
             duration,

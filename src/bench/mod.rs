@@ -9,7 +9,9 @@
 //! - [`processor`]: decode and every built-in rule, in memory and through a broker next to a
 //!   raw consumer;
 //! - [`sink`]: Parquet encoding of the lake's files, next to pyarrow;
-//! - [`query`]: SQL over a lake, next to DuckDB.
+//! - [`query`]: SQL over a lake, next to DuckDB;
+//! - [`console`]: the operations console over 10,000 stations, next to the same bytes served
+//!   statically (HTTP and headless chromium).
 //!
 //! What they share is here: the fleet of simulated sessions the processor, sink and query
 //! benches feed on, decoding its messages, and running a Python reference script.
@@ -26,6 +28,7 @@ use simulator::physics::Session;
 use simulator::sim_vin;
 
 pub mod codec;
+pub mod console;
 pub mod forward;
 pub mod ingest;
 pub mod processor;

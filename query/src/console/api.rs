@@ -487,6 +487,8 @@ async fn live(
             [
                 (header::CONTENT_TYPE, "text/event-stream"),
                 (header::CACHE_CONTROL, "no-store"),
+                // nginx and ingresses built on it pass the events on as they come.
+                (header::HeaderName::from_static("x-accel-buffering"), "no"),
             ],
             Body::from_stream(stream),
         )

@@ -319,6 +319,7 @@ async fn every_endpoint_answers_from_the_live_view_and_the_lake() {
     // The live stream: the overview every second.
     let text = stream_until(addr, None, |t| t.contains("event: overview")).await;
     assert!(text.contains("content-type: text/event-stream"), "{text}");
+    assert!(text.contains("x-accel-buffering: no"), "{text}");
     assert!(
         text.contains("retry: 2000") && text.contains("event: overview\ndata: {"),
         "{text}"
