@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The reference side of `chargewatch bench query`: DuckDB running the same queries over the
-same Parquet files (Hive partitioning on), with THREADS threads. Prints, as JSON, the best of
+same Parquet files (the files of the Delta table's current snapshot, as the `deltalake` package
+lists them; Hive partitioning on), with THREADS threads. Prints, as JSON, the best of
 ROUNDS wall-clock times per query in seconds and each answer's row count.
 
 Usage: scripts/bench_duckdb.py LAKE_DIR QUERIES.json THREADS ROUNDS
@@ -12,6 +13,7 @@ import sys
 import time
 
 import duckdb
+from deltalake import DeltaTable
 
 
 def main(lake, queries_path, threads, rounds):
@@ -19,9 +21,10 @@ def main(lake, queries_path, threads, rounds):
         queries = json.load(f)
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}")
-    glob = os.path.join(lake, "telemetry", "**", "*.parquet")
+    files = DeltaTable(os.path.join(lake, "telemetry")).file_uris()
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     con.execute(
-        f"CREATE VIEW telemetry AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"
+        f"CREATE VIEW telemetry AS SELECT * FROM read_parquet([{listed}], hive_partitioning = true)"
     )
     out = []
     for sql in queries:

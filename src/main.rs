@@ -1,7 +1,8 @@
 //! The `chargewatch` binary: one subcommand per role or tool.
 //!
 //! Built so far: `ingest` (the terminal-facing role), `process` (the SQL fault-diagnosis
-//! rules), `sink` (the Parquet lake), `forward` (the relay to public platforms) and `compact` (merging its small files), `simulate` (a
+//! rules), `sink` (the lake's Delta tables), `forward` (the relay to public platforms),
+//! `compact`, `vacuum`, `expire` and `convert` (the tables' maintenance), `simulate` (a
 //! fleet of virtual terminals), `topics`, `decode` (inspect captured frames), `bench` (codec,
 //! ingest, processor and sink throughput against references), `query` and `serve-query` (SQL
 //! over the lake) and `demo` (every role, end to end in one process).
@@ -35,12 +36,18 @@ enum Cmd {
     Ingest(roles::IngestArgs),
     /// Run the fault-diagnosis rules over the telemetry topic and publish alerts.
     Process(roles::ProcessArgs),
-    /// Write telemetry, alerts, dead letters and events to the Parquet lake.
+    /// Write telemetry, alerts, dead letters and events to the lake's Delta tables.
     Sink(roles::SinkArgs),
     /// Relay accepted frames to public GB/T 32960 platforms (platform login 0x05).
     Forward(roles::ForwardArgs),
-    /// Merge the lake's small files of finished hours into large ones.
+    /// Merge the small files of finished hours into large ones (Delta OPTIMIZE).
     Compact(roles::CompactArgs),
+    /// Delete the files no table version within the retention needs (Delta VACUUM).
+    Vacuum(roles::VacuumArgs),
+    /// Remove the rows of hours before a date from every table (data retention).
+    Expire(roles::ExpireArgs),
+    /// Make a lake written by an earlier chargewatch Delta tables, in place (run once).
+    Convert(roles::ConvertArgs),
     /// Run one read-only SQL statement over the lake and print the answer.
     Query(roles::QueryArgs),
     /// Serve read-only SQL over the lake: HTTP POST /v1/query and Arrow Flight SQL.
@@ -232,6 +239,9 @@ fn main() -> ExitCode {
         Cmd::Sink(args) => roles::sink(args),
         Cmd::Forward(args) => roles::forward(args),
         Cmd::Compact(args) => roles::compact(args),
+        Cmd::Vacuum(args) => roles::vacuum(args),
+        Cmd::Expire(args) => roles::expire(args),
+        Cmd::Convert(args) => roles::convert(args),
         Cmd::Query(args) => roles::query(args),
         Cmd::ServeQuery(args) => roles::serve_query(args),
         Cmd::Simulate(args) => roles::simulate(args),

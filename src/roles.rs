@@ -380,6 +380,9 @@ pub struct CompactArgs {
     /// Merged files stop growing at this many MiB of input.
     #[arg(long, default_value_t = 128)]
     target_mib: u64,
+    /// Then vacuum, keeping what the versions of this long ago need (`7d`; at least `1h`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    vacuum_retain: Option<std::time::Duration>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "CHARGEWATCH_LOG_JSON")]
     log_json: bool,
@@ -403,15 +406,170 @@ pub fn compact(args: CompactArgs) -> Result<()> {
     let lake = lake::Lake::from_config(&config.lake)?;
     let report = runtime()?.block_on(sinks::compact(&lake, &options))?;
     println!(
-        "compacted {}: {} files merged into {}, {} rows, {:.1} MiB -> {:.1} MiB; {} leftover files deleted",
+        "compacted {}: {} files merged into {} in {} Delta commits, {} rows, {:.1} MiB -> {:.1} MiB \
+         (the inputs stay for time travel until `chargewatch vacuum`)",
         lake.url,
         report.files_in,
         report.files_out,
+        report.commits,
         report.rows,
         report.bytes_in as f64 / 1048576.0,
         report.bytes_out as f64 / 1048576.0,
-        report.leftovers_deleted
     );
+    if let Some(retain) = args.vacuum_retain {
+        print_vacuum(&lake, retain, false)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Config file (TOML); its `[lake]` says where the lake is.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// The lake (lake.location).
+    #[arg(long)]
+    lake: Option<String>,
+    /// Keep what the versions of this long ago still need (`7d`, `36h`; at least `1h`).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    retain: std::time::Duration,
+    /// Count what would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "CHARGEWATCH_LOG_JSON")]
+    log_json: bool,
+}
+
+/// Shortest `--retain`: a sink's files wait for their commit for seconds, and a vacuum that
+/// deleted them meanwhile would commit files that are gone.
+const MIN_RETAIN: std::time::Duration = std::time::Duration::from_secs(3600);
+
+pub fn vacuum(args: VacuumArgs) -> Result<()> {
+    init_logging(args.log_json);
+    let flags = overrides([("lake.location", args.lake)]);
+    let config = config::load(args.config.as_deref(), flags)?;
+    let lake = lake::Lake::from_config(&config.lake)?;
+    print_vacuum(&lake, args.retain, args.dry_run)
+}
+
+fn print_vacuum(lake: &lake::Lake, retain: std::time::Duration, dry_run: bool) -> Result<()> {
+    if retain < MIN_RETAIN {
+        anyhow::bail!(
+            "--retain {} is shorter than an hour: files a running sink has uploaded but not yet \
+             committed could be deleted",
+            humantime::format_duration(retain)
+        );
+    }
+    let report = runtime()?.block_on(sinks::vacuum(lake, retain, dry_run))?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let per_table: Vec<String> = report
+        .tables
+        .iter()
+        .map(|(table, n)| format!("{} {n}", table.name()))
+        .collect();
+    println!(
+        "vacuum {}: {verb} {} files no version of the last {} needs ({})",
+        lake.url,
+        report.files(),
+        humantime::format_duration(retain),
+        if per_table.is_empty() {
+            "no Delta tables yet".to_owned()
+        } else {
+            per_table.join(", ")
+        }
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ExpireArgs {
+    /// Config file (TOML); its `[lake]` says where the lake is.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// The lake (lake.location).
+    #[arg(long)]
+    lake: Option<String>,
+    /// Remove the rows of every hour before this one: `YYYY-MM-DD` or `YYYY-MM-DDTHH` (UTC).
+    #[arg(long)]
+    before: String,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "CHARGEWATCH_LOG_JSON")]
+    log_json: bool,
+}
+
+pub fn expire(args: ExpireArgs) -> Result<()> {
+    init_logging(args.log_json);
+    let hour = if args.before.len() == 10 {
+        format!("{}T00", args.before)
+    } else {
+        args.before.clone()
+    };
+    let at =
+        schemas::time::parse_utc_micros(&format!("{hour}:00:00.000000Z")).with_context(|| {
+            format!(
+                "--before {:?} is not YYYY-MM-DD or YYYY-MM-DDTHH",
+                args.before
+            )
+        })?;
+    let flags = overrides([("lake.location", args.lake)]);
+    let config = config::load(args.config.as_deref(), flags)?;
+    let lake = lake::Lake::from_config(&config.lake)?;
+    let report = runtime()?.block_on(sinks::expire(&lake, lake::hour_of(at)))?;
+    let removed: Vec<String> = report
+        .tables
+        .iter()
+        .map(|(table, files, rows)| format!("{} {rows} rows in {files} files", table.name()))
+        .collect();
+    println!(
+        "expire {} before {}: {} (their files go with `chargewatch vacuum` past its retention)",
+        lake.url,
+        args.before,
+        if removed.is_empty() {
+            "nothing to remove".to_owned()
+        } else {
+            removed.join(", ")
+        }
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Config file (TOML); its `[lake]`, `[topics]` and `sink.group_id` apply.
+    #[arg(long, env = "CHARGEWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// The lake (lake.location).
+    #[arg(long)]
+    lake: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "CHARGEWATCH_LOG_JSON")]
+    log_json: bool,
+}
+
+pub fn convert(args: ConvertArgs) -> Result<()> {
+    init_logging(args.log_json);
+    let flags = overrides([("lake.location", args.lake)]);
+    let config = config::load(args.config.as_deref(), flags)?;
+    let lake = lake::Lake::from_config(&config.lake)?;
+    let topics = config.topics.clone();
+    let report = runtime()?.block_on(sinks::convert(&lake, &config.sink.group_id, |table| {
+        table.topic(&topics).to_owned()
+    }))?;
+    println!("convert {}:", lake.url);
+    for t in &report.tables {
+        if t.outcome == "converted" {
+            println!(
+                "  {}: converted, {} files ({} rows) in version 0; {} left out (superseded, or not yet committed by the old sink)",
+                t.table.name(),
+                t.files,
+                t.rows,
+                t.left_out
+            );
+        } else {
+            println!("  {}: {}", t.table.name(), t.outcome);
+        }
+    }
     Ok(())
 }
 

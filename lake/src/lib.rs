@@ -1,37 +1,30 @@
 //! The lake: where it is (`[lake]`, [`LakeConfig`]), its four tables ([`Table`]), how its
-//! objects are named, how its files are encoded ([`encoding`]), and how a reader sees it
-//! ([`Lake::register`], through [`view::LakeView`]). The sink writes it, `query` and `compact`
-//! read it; none of this knows Kafka. (The lake becomes a Delta table in a later issue: this
-//! crate is where that change lands.)
+//! objects are named, how its files are encoded ([`encoding`]), its Delta logs ([`delta`]) and
+//! how a reader sees it ([`Lake::register`], through [`scan::DeltaScan`]). The sink writes it,
+//! `query`, `compact` and `vacuum` read it; none of this knows Kafka.
 //!
-//! Layout, one directory per table, Hive-style partitions by the UTC date and hour of each row's
-//! event time:
+//! Each table is a Delta table, partitioned by the UTC date and hour of each row's event time:
 //!
 //! ```text
-//! <root>/telemetry/date=2026-11-23/hour=20/part-<partition>-<first offset>-<last offset>.parquet
-//! <root>/_chargewatch/sink/<table>/partition-<partition>.json     (the roll log, see rolllog.rs)
+//! <root>/telemetry/_delta_log/00000000000000000000.json        (the table's log)
+//! <root>/telemetry/date=2026-11-23/hour=20/part-<partition>-<first>-<last>-<tag>.parquet
 //! ```
 //!
-//! A file holds the rows of one topic partition whose offsets run from `first` to `last` (not
-//! every offset in between need be in this hour). Its name depends only on which records it
-//! holds, so writing the same records again replaces it rather than adding a copy.
+//! A data file holds rows of one topic partition whose offsets run from `first` to `last` (not
+//! every offset in between need be in this hour); `tag` is unique to the attempt that wrote
+//! it. Which files make up the table is what its log says, never what a listing finds: readers
+//! that go through the log (chargewatch, Spark, Trino, DuckDB's `delta_scan`, Polars,
+//! `deltalake`) see every committed row exactly once, whatever a crashed sink or an interrupted
+//! compaction left behind.
 //!
-//! **Superseded files.** Compaction writes one file covering the offset range of several before
-//! it deletes them. A file whose range lies inside another file's range of the same partition in
-//! the same directory holds nothing new: [`live`] leaves it out, and so does the view a
-//! [`Lake`] registers with DataFusion ([`view::LakeView`]), so a chargewatch reader never
-//! sees a row twice while compaction runs. (Readers of the raw files, such as DuckDB with a glob,
-//! can see both for the moment between the new file's upload and the old files' deletion.)
+//! Lakes written before the Delta log (Hive-partitioned files and a roll log) are converted in
+//! place by `chargewatch convert` (the `sinks` crate), which uses [`live`] to leave out files
+//! that a compaction superseded but had not yet deleted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
@@ -41,19 +34,19 @@ use tokio::io::AsyncWriteExt;
 use url::Url;
 
 pub mod config;
+pub mod delta;
 pub mod encoding;
 pub mod error;
+pub mod scan;
 pub mod table;
-pub mod view;
 
 // Readers of the lake use the same DataFusion (and arrow) it is written with.
 pub use datafusion;
+pub use object_store;
 
 pub use config::LakeConfig;
 pub use error::{Error, Result};
 pub use table::Table;
-
-use crate::view::LakeView;
 
 /// Objects above this size go up in parts (multipart upload) of this size.
 pub const MULTIPART_PART_BYTES: usize = 16 << 20;
@@ -160,7 +153,24 @@ impl Lake {
         format!("{}{}/", self.url, table.name())
     }
 
-    /// Where the file of `partition`'s rows `first..=last` in hour `hour` goes.
+    /// Where the file of `partition`'s rows `first..=last` in hour `hour` goes, relative to
+    /// the table's directory: `date=…/hour=…/part-<partition>-<first>-<last>[-<tag>].parquet`.
+    /// Files of this version carry a tag of their own, so that no two attempts at the same
+    /// offsets ever write one object; files of earlier versions have none.
+    pub fn part_relative(
+        &self,
+        hour: i64,
+        partition: i32,
+        first: i64,
+        last: i64,
+        tag: Option<&str>,
+    ) -> String {
+        let (date, hh) = hour_dirs(hour);
+        let tag = tag.map(|t| format!("-{t}")).unwrap_or_default();
+        format!("date={date}/hour={hh}/part-{partition}-{first}-{last}{tag}.parquet")
+    }
+
+    /// [`Lake::part_relative`] in the lake's store.
     pub fn part_path(
         &self,
         table: Table,
@@ -168,12 +178,10 @@ impl Lake {
         partition: i32,
         first: i64,
         last: i64,
+        tag: Option<&str>,
     ) -> Path {
-        let (date, hh) = hour_dirs(hour);
-        self.table_dir(table)
-            .join(format!("date={date}"))
-            .join(format!("hour={hh}"))
-            .join(format!("part-{partition}-{first}-{last}.parquet"))
+        let relative = self.part_relative(hour, partition, first, last, tag);
+        Path::from(format!("{}/{relative}", self.table_dir(table)))
     }
 
     /// Every data file of a table (superseded ones included; see [`live`]).
@@ -201,6 +209,34 @@ impl Lake {
         Ok(files)
     }
 
+    /// The footer of a Parquet object of `size` bytes, read with two ranged GETs.
+    pub async fn read_footer(
+        &self,
+        path: &Path,
+        size: u64,
+    ) -> Result<datafusion::parquet::file::metadata::ParquetMetaData> {
+        use datafusion::parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+        let bad = |reason: &str| {
+            Error::Parquet(datafusion::parquet::errors::ParquetError::General(format!(
+                "{path}: {reason}"
+            )))
+        };
+        if size < 12 {
+            return Err(bad("too short for a Parquet file"));
+        }
+        let tail = self.store.get_range(path, size - 8..size).await?;
+        let tail = FooterTail::try_from(tail.as_ref())?;
+        let length = tail.metadata_length() as u64;
+        if length + 8 > size {
+            return Err(bad("footer longer than the file"));
+        }
+        let metadata = self
+            .store
+            .get_range(path, size - 8 - length..size - 8)
+            .await?;
+        Ok(ParquetMetaDataReader::decode_metadata(&metadata)?)
+    }
+
     /// Writes an object whole: one PUT when small, a multipart upload when large. Either way
     /// the object appears complete or not at all.
     pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<()> {
@@ -216,28 +252,13 @@ impl Lake {
     }
 
     /// Registers the four tables (`telemetry`, `alerts`, `deadletter`, `events`) with a
-    /// DataFusion session, each with its current schema (older files without a newer nullable
-    /// column read as null) and the partition columns `date` (text) and `hour` (integer),
-    /// through a view that hides superseded files.
+    /// DataFusion session as Delta snapshots ([`scan::DeltaScan`]: each scan reads the latest
+    /// version), each with its current schema (older files without a newer nullable column
+    /// read as null) and the partition columns `date` (text) and `hour` (integer), and the time
+    /// travel functions `table_version` and `table_at`.
+    /// (A long-lived reader keeps one [`scan::Tables`] and registers it with each session.)
     pub fn register(&self, ctx: &SessionContext) -> Result<()> {
-        ctx.register_object_store(
-            &self.store_url(),
-            Arc::new(LakeView::new(self.store.clone())),
-        );
-        for table in Table::ALL {
-            let url = ListingTableUrl::parse(self.table_url(table))?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(vec![
-                    (PARTITION_COLUMNS[0].to_owned(), DataType::Utf8),
-                    (PARTITION_COLUMNS[1].to_owned(), DataType::Int32),
-                ]);
-            let config = ListingTableConfig::new(url)
-                .with_listing_options(options)
-                .with_schema(table.schema());
-            ctx.register_table(table.name(), Arc::new(ListingTable::try_new(config)?))?;
-        }
-        Ok(())
+        scan::Tables::new(self.clone()).register(ctx)
     }
 }
 
@@ -268,11 +289,22 @@ pub fn parse_part(path: &Path) -> Option<(i64, i32, i64, i64)> {
     let partition = numbers.next()?.parse().ok()?;
     let first = numbers.next()?.parse().ok()?;
     let last = numbers.next()?.parse().ok()?;
-    if numbers.next().is_some() || hh.len() != 2 || date.len() != 10 {
+    let tag_ok = numbers
+        .next()
+        .is_none_or(|tag| !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !tag_ok || numbers.next().is_some() || hh.len() != 2 || date.len() != 10 {
         return None;
     }
     let start = schemas::time::parse_utc_micros(&format!("{date}T{hh}:00:00.000000Z"))?;
     Some((hour_of(start), partition, first, last))
+}
+
+/// Whether a data file's name has no tag (`part-<partition>-<first>-<last>.parquet`): a file
+/// written before the lake was Delta.
+pub fn untagged(path: &Path) -> bool {
+    path.filename()
+        .and_then(|name| name.strip_prefix("part-")?.strip_suffix(".parquet"))
+        .is_some_and(|stem| stem.split('-').count() == 3)
 }
 
 /// Leaves out every file whose offset range lies inside another file's range of the same
@@ -314,12 +346,22 @@ mod tests {
     fn paths_round_trip() {
         let lake = Lake::open("memory://", &BTreeMap::new()).unwrap();
         let hour = hour_of(schemas::time::parse_utc_micros("2026-11-23T20:15:30.000000Z").unwrap());
-        let path = lake.part_path(Table::Telemetry, hour, 3, 100, 250);
+        let path = lake.part_path(Table::Telemetry, hour, 3, 100, 250, None);
         assert_eq!(
             path.as_ref(),
             "telemetry/date=2026-11-23/hour=20/part-3-100-250.parquet"
         );
         assert_eq!(parse_part(&path), Some((hour, 3, 100, 250)));
+        let tagged = lake.part_path(Table::Telemetry, hour, 3, 100, 250, Some("9f3a0c"));
+        assert_eq!(
+            tagged.as_ref(),
+            "telemetry/date=2026-11-23/hour=20/part-3-100-250-9f3a0c.parquet"
+        );
+        assert_eq!(parse_part(&tagged), Some((hour, 3, 100, 250)));
+        assert_eq!(
+            parse_part(&Path::from("t/date=2026-11-23/hour=20/part-3-1-2-.parquet")),
+            None
+        );
         assert_eq!(
             parse_part(&Path::from("telemetry/date=x/hour=20/part-3-1-2.parquet")),
             None

@@ -31,6 +31,8 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub lake: Lake,
+    /// The lake's tables, kept between statements (each reads only the log's news).
+    tables: lake::scan::Tables,
     pub limits: Limits,
     pub metrics: Metrics,
 }
@@ -51,6 +53,7 @@ impl Answer {
 impl Engine {
     pub fn new(lake: Lake, limits: Limits) -> Result<Self> {
         Ok(Engine {
+            tables: lake::scan::Tables::new(lake.clone()),
             lake,
             limits,
             metrics: Metrics::new()?,
@@ -65,7 +68,7 @@ impl Engine {
             .build_arc()?;
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        self.lake.register(&ctx)?;
+        self.tables.register(&ctx)?;
         Ok(ctx)
     }
 

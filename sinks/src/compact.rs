@@ -1,30 +1,33 @@
-//! `chargewatch compact`: merges the small files of closed hours into large ones.
+//! `chargewatch compact`: Delta OPTIMIZE of finished hours; `chargewatch vacuum`: deleting the
+//! files no version within the retention needs.
 //!
-//! Per table, hour and topic partition, the live files (see [`lake::live`]) whose rows
-//! are committed (below the roll log's `committed` offset, so no replay can write them again)
-//! are merged, in offset order, into files of up to `target_bytes` each. A merged file is named
-//! by the first and last offset it covers, which makes the files it merged superseded: it is
-//! written completely first, and only then are they deleted. A compaction that stops half-way
-//! leaves superseded files behind; readers skip them and the next run deletes them.
+//! **Compact.** Per table, hour and topic partition, the files of the latest snapshot are merged,
+//! in offset order, into files of up to `target_bytes` each. Each merged file is written
+//! completely (named by the first and last offset it covers, with a tag of its own), then one
+//! Delta commit removes its inputs and adds it, neither a change of data. A compaction that stops
+//! before that commit leaves a file no version names: every reader of the log ignores it and
+//! `vacuum` deletes it. After the commit the inputs are tombstones: invisible to the latest
+//! snapshot, still there for time travel until `vacuum` deletes them. Sinks appending to the same
+//! table meanwhile do not conflict with it (different files); a second compaction of the same
+//! files does, and commits nothing.
 //!
-//! Files written by older versions with fewer columns are read into the current schema (new
-//! nullable columns as nulls), so a merged file always has the current schema.
+//! Files written by older versions with fewer columns or unsigned types are read into the
+//! current schema ([`lake::table::conform`]), so a merged file always has the current schema.
+//! Files of other writers (not named by a topic partition) are left alone.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 
-use crate::error::{Error, Result};
-use crate::rolllog::RollLog;
+use crate::error::Result;
+use lake::delta::{At, LiveFile, NewFile, stats_json};
 use lake::encoding::writer_properties;
-use lake::{Lake, MULTIPART_PART_BYTES, PartFile, Table, hour_of, live};
+use lake::table::conform;
+use lake::{Lake, MULTIPART_PART_BYTES, Table, hour_of};
 
 /// What to compact and how to write it.
 #[derive(Debug, Clone)]
@@ -55,8 +58,8 @@ pub struct CompactReport {
     /// Files merged away, and the merged files written in their place.
     pub files_in: usize,
     pub files_out: usize,
-    /// Superseded files left by an earlier, interrupted compaction, deleted.
-    pub leftovers_deleted: usize,
+    /// Delta commits made (one per merged file).
+    pub commits: usize,
     pub rows: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -66,55 +69,40 @@ pub struct CompactReport {
 pub async fn compact(lake: &Lake, options: &CompactOptions) -> Result<CompactReport> {
     let mut report = CompactReport::default();
     for table in Table::ALL {
+        let Some(mut log) = lake.read_log(table, At::Latest).await? else {
+            continue;
+        };
         let properties = writer_properties(table, options.zstd_level, options.row_group_rows)?;
-        let all = lake.list_parts(table).await?;
-        let kept = live(all.clone());
-        for leftover in all
-            .iter()
-            .filter(|f| f.hour < options.before_hour && !kept.contains(f))
-        {
-            delete(lake, leftover).await?;
-            report.leftovers_deleted += 1;
-        }
-        let mut committed: HashMap<i32, i64> = HashMap::new();
-        let mut groups: BTreeMap<(i64, i32), Vec<PartFile>> = BTreeMap::new();
-        for file in kept.into_iter().filter(|f| f.hour < options.before_hour) {
-            let limit = match committed.get(&file.partition) {
-                Some(limit) => *limit,
-                None => {
-                    let log = RollLog::load(lake, table, file.partition).await?;
-                    // Files without a log were not written by a sink: nothing will replay them.
-                    let limit = if log.rolls.is_empty() {
-                        i64::MAX
-                    } else {
-                        log.committed
-                    };
-                    committed.insert(file.partition, limit);
-                    limit
-                }
-            };
-            if file.last < limit {
-                groups
-                    .entry((file.hour, file.partition))
-                    .or_default()
-                    .push(file);
+        let mut groups: BTreeMap<(i64, i32), Vec<LiveFile>> = BTreeMap::new();
+        for file in log.files(lake)? {
+            if let Some(partition) = file.partition.filter(|_| file.hour < options.before_hour) {
+                groups.entry((file.hour, partition)).or_default().push(file);
             }
         }
         for ((hour, partition), mut files) in groups {
-            files.sort_by_key(|f| f.first);
+            files.sort_by_key(|f| (f.first, f.last));
             for chunk in pack(&files, options.target_bytes) {
                 if chunk.len() < 2 {
                     continue;
                 }
-                let (rows, bytes) = merge(lake, table, hour, partition, chunk, &properties).await?;
-                for file in chunk {
-                    delete(lake, file).await?;
-                }
+                let merged = merge(lake, table, hour, partition, chunk, &properties).await?;
+                let version = log
+                    .rewrite(chunk, std::slice::from_ref(&merged), options.target_bytes)
+                    .await?;
+                tracing::info!(
+                    table = table.name(),
+                    file = merged.relative,
+                    inputs = chunk.len(),
+                    rows = merged.rows,
+                    version,
+                    "merged"
+                );
                 report.files_in += chunk.len();
                 report.files_out += 1;
-                report.rows += rows;
+                report.commits += 1;
+                report.rows += merged.rows;
                 report.bytes_in += chunk.iter().map(|f| f.size).sum::<u64>();
-                report.bytes_out += bytes;
+                report.bytes_out += merged.size;
             }
         }
     }
@@ -122,7 +110,7 @@ pub async fn compact(lake: &Lake, options: &CompactOptions) -> Result<CompactRep
 }
 
 /// Consecutive runs of files whose sizes add up to at most `target` (a larger file stands alone).
-fn pack(files: &[PartFile], target: u64) -> Vec<&[PartFile]> {
+fn pack(files: &[LiveFile], target: u64) -> Vec<&[LiveFile]> {
     let mut chunks = Vec::new();
     let (mut start, mut size) = (0, 0u64);
     for (i, file) in files.iter().enumerate() {
@@ -138,28 +126,26 @@ fn pack(files: &[PartFile], target: u64) -> Vec<&[PartFile]> {
     chunks
 }
 
-async fn delete(lake: &Lake, file: &PartFile) -> Result<()> {
-    match lake.store.delete(&file.path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// Writes the merged file of `chunk`; returns its rows and bytes.
-async fn merge(
+/// Writes the merged file of `chunk`, not yet committed: compaction's first step (its tests
+/// stop here to see what a compaction that dies before its commit leaves).
+pub async fn merge(
     lake: &Lake,
     table: Table,
     hour: i64,
     partition: i32,
-    chunk: &[PartFile],
+    chunk: &[LiveFile],
     properties: &datafusion::parquet::file::properties::WriterProperties,
-) -> Result<(u64, u64)> {
-    let (first, last) = (chunk[0].first, chunk[chunk.len() - 1].last);
-    let path = lake.part_path(table, hour, partition, first, last);
-    let schema = table.schema();
+) -> Result<NewFile> {
+    let (first, last) = (
+        chunk[0].first,
+        chunk.iter().map(|f| f.last).max().unwrap_or(0),
+    );
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let relative = lake.part_relative(hour, partition, first, last, Some(&tag[..12]));
+    let path = object_store::path::Path::from(format!("{}/{relative}", lake.table_dir(table)));
     // Uploaded in parts as it grows; the object appears only when the writer closes.
     let out = BufWriter::with_capacity(lake.store.clone(), path.clone(), MULTIPART_PART_BYTES);
-    let mut writer = AsyncArrowWriter::try_new(out, schema.clone(), Some(properties.clone()))?;
+    let mut writer = AsyncArrowWriter::try_new(out, table.schema(), Some(properties.clone()))?;
     let mut rows = 0u64;
     for file in chunk {
         // Inputs are small files (that is why they are merged): read each whole.
@@ -167,42 +153,101 @@ async fn merge(
         for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
             let batch = batch?;
             rows += batch.num_rows() as u64;
-            writer
-                .write(&conform(&batch, &schema, table, file)?)
-                .await?;
+            let batch = conform(table, &batch).map_err(|e| crate::Error::Schema {
+                path: file.path.to_string(),
+                table: table.name(),
+                reason: e.to_string(),
+            })?;
+            writer.write(&batch).await?;
         }
     }
-    writer.close().await?;
+    let metadata = writer.close().await?;
     let size = lake.store.head(&path).await?.size;
-    tracing::info!(table = table.name(), %path, files = chunk.len(), rows, "merged");
-    Ok((rows, size))
+    Ok(NewFile {
+        relative,
+        hour,
+        size,
+        rows,
+        stats: Some(stats_json(table, &metadata)),
+    })
 }
 
-/// A batch read from an older file, in the table's current schema.
-pub fn conform(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-    table: Table,
-    file: &PartFile,
-) -> Result<RecordBatch> {
-    if batch.schema().fields() == schema.fields() {
-        return Ok(batch.clone());
+/// What a vacuum did, per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VacuumReport {
+    /// `(table, files deleted)` (or that would be, in a dry run).
+    pub tables: Vec<(Table, usize)>,
+}
+
+impl VacuumReport {
+    pub fn files(&self) -> usize {
+        self.tables.iter().map(|(_, n)| n).sum()
     }
-    let bad = |reason: String| Error::Schema {
-        path: file.path.to_string(),
-        table: table.name(),
-        reason,
-    };
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        let column = match batch.column_by_name(field.name()) {
-            Some(column) if column.data_type() == field.data_type() => column.clone(),
-            Some(column) => cast(column, field.data_type())
-                .map_err(|e| bad(format!("column {}: {e}", field.name())))?,
-            None if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
-            None => return Err(bad(format!("required column {} is missing", field.name()))),
+}
+
+/// Deletes, in every table, the data files that no version committed within `retain` needs:
+/// the inputs of compactions and files no commit ever added (a sink that died before its
+/// commit, a compaction that stopped), once they are older than `retain`. Time travel to a
+/// version older than `retain` may then fail. A sink's upload waits for its commit for
+/// seconds, so `retain` must be far longer than that; `chargewatch vacuum` refuses less than
+/// an hour.
+pub async fn vacuum(lake: &Lake, retain: Duration, dry_run: bool) -> Result<VacuumReport> {
+    let mut report = VacuumReport::default();
+    for table in Table::ALL {
+        let Some(mut log) = lake.read_log(table, At::Latest).await? else {
+            continue;
         };
-        columns.push(column);
+        let deleted = log.vacuum(retain, dry_run).await?;
+        tracing::info!(
+            table = table.name(),
+            files = deleted.len(),
+            dry_run,
+            "vacuumed"
+        );
+        report.tables.push((table, deleted.len()));
     }
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    Ok(report)
+}
+
+/// What an expiry removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpireReport {
+    /// `(table, files removed, rows removed)`.
+    pub tables: Vec<(Table, usize, u64)>,
+}
+
+/// Removes from every table the rows of hours before `before_hour` (one Delta commit per table
+/// removing whole files: every file lies in one hour). Readers stop seeing them at once; their
+/// files go with the next `vacuum` past the retention. This, not a lifecycle rule of the object
+/// store, is how old data leaves a Delta table: a file deleted under the log breaks every
+/// reader of the versions that name it.
+pub async fn expire(lake: &Lake, before_hour: i64) -> Result<ExpireReport> {
+    let mut report = ExpireReport::default();
+    let (date, hh) = lake::hour_dirs(before_hour);
+    let hh: i32 = hh.parse().unwrap_or(0);
+    for table in Table::ALL {
+        let Some(mut log) = lake.read_log(table, At::Latest).await? else {
+            continue;
+        };
+        let old: Vec<LiveFile> = log
+            .files(lake)?
+            .into_iter()
+            .filter(|f| f.hour < before_hour)
+            .collect();
+        if old.is_empty() {
+            continue;
+        }
+        let rows = old.iter().filter_map(|f| f.rows).sum();
+        let predicate = format!("date < '{date}' OR (date = '{date}' AND hour < {hh})");
+        let version = log.remove_files(&old, predicate).await?;
+        tracing::info!(
+            table = table.name(),
+            files = old.len(),
+            rows,
+            version,
+            "expired"
+        );
+        report.tables.push((table, old.len(), rows));
+    }
+    Ok(report)
 }

@@ -1,7 +1,9 @@
 //! The sink's Prometheus metrics, all in one place. Labels are bounded: `table` has four
 //! values; the lag gauge has one series per assigned topic partition.
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Every sink metric, registered in its own registry.
 #[derive(Debug, Clone)]
@@ -19,6 +21,14 @@ pub struct Metrics {
     pub bytes: IntCounterVec,
     /// `sink_rolls_closed_total{table}`.
     pub rolls: IntCounterVec,
+    /// `sink_records_skipped_total{table}`: records the table already held (its `txn` version
+    /// for the partition was past them), not written again.
+    pub skipped: IntCounterVec,
+    /// `sink_delta_version{table}`: the table version of the sink's last commit.
+    pub version: IntGaugeVec,
+    /// `sink_delta_commit_seconds`: from the start of a roll's Delta commit (reading the log's
+    /// news, the `txn` check, the put-if-absent of the commit, retries) to its end.
+    pub commit_seconds: Histogram,
     /// `sink_upload_retries_total`: failed uploads that were tried again.
     pub upload_retries: IntCounter,
     /// `sink_commit_failures_total`: offset commits refused (the next roll's commit covers them).
@@ -30,7 +40,7 @@ pub struct Metrics {
     pub rewinds: IntCounter,
     /// `sink_consumer_lag_messages{topic, partition}`: records between the group's committed
     /// offset and the partition's end (librdkafka's statistics), per assigned partition; the
-    /// sink commits only past uploaded files, so its floor is not zero.
+    /// sink commits only past committed rolls, so its floor is not zero.
     pub consumer_lag: IntGaugeVec,
 }
 
@@ -57,6 +67,26 @@ impl Metrics {
                 "sink_commit_failures_total",
                 "Offset commits refused by the broker",
             )?,
+            skipped: by_table(
+                "sink_records_skipped_total",
+                "Records the table already held from an earlier owner, not written again",
+            )?,
+            version: IntGaugeVec::new(
+                Opts::new(
+                    "sink_delta_version",
+                    "Table version of the sink's last commit",
+                ),
+                &["table"],
+            )?,
+            commit_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sink_delta_commit_seconds",
+                    "Time to commit a roll to its Delta table",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
+            )?,
             rebalances: IntCounter::new("sink_rebalances_total", "Consumer group rebalances")?,
             rewinds: IntCounter::new(
                 "sink_rewinds_total",
@@ -79,9 +109,12 @@ impl Metrics {
             &metrics.files,
             &metrics.bytes,
             &metrics.rolls,
+            &metrics.skipped,
         ] {
             r.register(Box::new(vec.clone()))?;
         }
+        r.register(Box::new(metrics.version.clone()))?;
+        r.register(Box::new(metrics.commit_seconds.clone()))?;
         r.register(Box::new(metrics.upload_retries.clone()))?;
         r.register(Box::new(metrics.commit_failures.clone()))?;
         r.register(Box::new(metrics.rebalances.clone()))?;

@@ -3,7 +3,8 @@
 //!
 //! Rows arrive as `RecordBatch`es with their offsets; each batch is split by the hour of its
 //! rows' event time and appended to that hour's in-memory `ArrowWriter`. Closing the roll
-//! finishes every writer and names each file after the first and last offset it holds.
+//! finishes every writer; the writer ([`crate::writer`]) names each file after the topic
+//! partition and the first and last offset it holds, and commits them to the table's Delta log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::error::Result;
-use lake::table::row_times;
+use datafusion::parquet::file::metadata::ParquetMetaData;
+use lake::table::{conform, row_times};
 use lake::{Table, hour_of};
 
 /// One hour's file of a roll.
@@ -35,6 +37,8 @@ pub struct FinishedFile {
     pub last: i64,
     pub rows: usize,
     pub bytes: Bytes,
+    /// The file's footer (its statistics go into the Delta log).
+    pub metadata: ParquetMetaData,
 }
 
 /// The open files of one table partition; see the module docs.
@@ -45,8 +49,6 @@ pub struct Roll {
     pub last: i64,
     /// Messages consumed (rows written plus refused).
     pub messages: usize,
-    /// Set when the roll log says where this roll must end (a replay).
-    pub forced_end: Option<i64>,
     pub started: Instant,
     files: BTreeMap<i64, HourFile>,
     properties: Arc<WriterProperties>,
@@ -64,18 +66,12 @@ impl std::fmt::Debug for Roll {
 }
 
 impl Roll {
-    pub fn new(
-        table: Table,
-        first: i64,
-        forced_end: Option<i64>,
-        properties: Arc<WriterProperties>,
-    ) -> Roll {
+    pub fn new(table: Table, first: i64, properties: Arc<WriterProperties>) -> Roll {
         Roll {
             table,
             first,
             last: first,
             messages: 0,
-            forced_end,
             started: Instant::now(),
             files: BTreeMap::new(),
             properties,
@@ -96,6 +92,7 @@ impl Roll {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let batch = &conform(self.table, batch)?;
         let hours: Vec<i64> = row_times(self.table, batch)?
             .into_iter()
             .map(hour_of)
@@ -146,16 +143,48 @@ impl Roll {
     /// Finishes every file of the roll.
     pub fn finish(self) -> Result<Vec<FinishedFile>> {
         let mut out = Vec::with_capacity(self.files.len());
-        for (hour, file) in self.files {
-            let bytes = file.writer.into_inner()?;
+        for (hour, mut file) in self.files {
+            let metadata = file.writer.finish()?;
+            let bytes = std::mem::take(file.writer.inner_mut());
             out.push(FinishedFile {
                 hour,
                 first: file.first,
                 last: file.last,
                 rows: file.rows,
                 bytes: Bytes::from(bytes),
+                metadata,
             });
         }
         Ok(out)
     }
+}
+
+/// Uploads a finished roll's files as rows of `partition` and commits them to the table, with
+/// no `txn`: how tests and benchmarks make a lake exactly as the sink lays it out. Returns the
+/// table version.
+pub async fn commit_roll(lake: &lake::Lake, roll: Roll, partition: i32) -> Result<u64> {
+    let table = roll.table;
+    let mut log = lake.open_log(table).await?;
+    let mut files = Vec::new();
+    for file in roll.finish()? {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let relative = lake.part_relative(
+            file.hour,
+            partition,
+            file.first,
+            file.last,
+            Some(&tag[..12]),
+        );
+        let path = object_store::path::Path::from(format!("{}/{relative}", lake.table_dir(table)));
+        let size = file.bytes.len() as u64;
+        lake.put(&path, file.bytes).await?;
+        files.push(lake::delta::NewFile {
+            relative,
+            hour: file.hour,
+            size,
+            rows: file.rows as u64,
+            stats: Some(lake::delta::stats_json(table, &file.metadata)),
+        });
+    }
+    Ok(log.add_files(&files).await?)
 }

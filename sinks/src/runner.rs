@@ -1,4 +1,4 @@
-//! `chargewatch sink`: topics → Parquet files in the lake, exactly once per record.
+//! `chargewatch sink`: topics → the lake's Delta tables, exactly once per record.
 //!
 //! One consumer in group `sink.group_id` reads the telemetry, alerts, dead-letter and events
 //! topics. Each (table, topic partition) has a *roll*: its messages are decoded into Arrow in
@@ -6,19 +6,23 @@
 //! ([`crate::roll`]). A roll closes at `roll_max_bytes`, `roll_max_rows` or `roll_max_age`,
 //! whichever comes first, and then, in this order:
 //!
-//! 1. its offset range is recorded in the partition's roll log ([`crate::rolllog`]);
-//! 2. its files are uploaded (multipart above 16 MiB), each named by its partition and offsets;
-//! 3. the offset after the roll is committed to Kafka (synchronously, auto-commit is off);
-//! 4. the log records the commit (compaction only touches committed files).
+//! 1. its files are uploaded (multipart above 16 MiB), each named by its topic partition, its
+//!    offsets and a tag of its own, so no attempt ever overwrites another's file;
+//! 2. one Delta commit adds them to the table together with a `txn` action: application id
+//!    [`lake::delta::app_id`] (sink group, topic, partition), version the roll's last offset;
+//! 3. the offset after the roll is committed to Kafka (synchronously, auto-commit is off).
 //!
-//! **Guarantee: every record lands in exactly one file.** A sink that stops anywhere before
-//! step 3 leaves the offset where the roll started; whoever consumes the partition next finds
-//! the roll in the log and closes its replay at the same last offset, so it writes the same
-//! files under the same names, replacing what the first attempt wrote. Uploads finish before
-//! the consumer polls again, so a rebalance never hands a partition over mid-upload (the group
-//! waits for this member's next poll). A message that does not fit its table (not a telemetry
-//! frame, not an alert or event document) is counted in `sink_records_refused_total` and
-//! logged with its offset; its offset is committed with the roll's.
+//! **Guarantee: every record is in the table exactly once.** A sink that stops before step 2
+//! leaves files no commit names: invisible to every reader, deleted by `chargewatch vacuum`. One
+//! that stops between 2 and 3 leaves the Kafka offset behind the table; whoever consumes the
+//! partition next reads the partition's `txn` version from the table and skips every record up
+//! to it. Two owners of one partition (a rebalance while a commit was in flight, a member
+//! thought dead) cannot both commit the same offsets: the commit re-reads the `txn` version and
+//! delta-rs's conflict check refuses a commit whose application id another commit moved in
+//! the meantime; the loser drops its files and rewinds. A message that does not fit its table
+//! (not a telemetry frame, not an alert or event document) is counted in
+//! `sink_records_refused_total` and logged with its offset; its offset is committed with the
+//! roll's.
 //!
 //! A rebalance drops every open roll (nothing of them was committed) and consumption resumes at
 //! the committed offsets. Stopping closes the open rolls and commits them.
@@ -55,9 +59,12 @@ pub struct RunConfig {
     /// Tables to write (all four by default).
     pub tables: Vec<Table>,
     /// Fault injection for tests (feature `test-hooks`): stop right after this many rolls are
-    /// uploaded, before their offsets are committed, as a crash would.
+    /// uploaded, before their Delta commit, as a crash would.
     #[cfg(feature = "test-hooks")]
     pub crash_after_uploads: Option<usize>,
+    /// Stop right after this many Delta commits, before their Kafka offsets are committed.
+    #[cfg(feature = "test-hooks")]
+    pub crash_after_commits: Option<usize>,
 }
 
 impl RunConfig {
@@ -70,6 +77,8 @@ impl RunConfig {
             tables: Table::ALL.to_vec(),
             #[cfg(feature = "test-hooks")]
             crash_after_uploads: None,
+            #[cfg(feature = "test-hooks")]
+            crash_after_commits: None,
         }
     }
 }
@@ -183,7 +192,9 @@ async fn run(
         decoder: schemas::arrow::TelemetryDecoder::new(),
         tables,
         slots: HashMap::new(),
+        logs: HashMap::new(),
         uploads: 0,
+        commits: 0,
     };
     let mut tick = tokio::time::interval(TICK);
     loop {

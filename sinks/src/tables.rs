@@ -136,7 +136,7 @@ impl Pending {
                 Err(reason) => refused.push((self.offset(i), reason)),
             }
         }
-        let batch = RecordBatch::try_new(self.table.schema(), finish(builders))?;
+        let batch = RecordBatch::try_new(self.table.record_schema(), finish(builders))?;
         Ok(Decoded {
             batch,
             offsets,
@@ -191,7 +191,7 @@ impl Pending {
             Arc::new(command.finish()),
             Arc::new(raw.finish()),
         ];
-        let batch = RecordBatch::try_new(Table::DeadLetters.schema(), columns)?;
+        let batch = RecordBatch::try_new(Table::DeadLetters.record_schema(), columns)?;
         Ok(Decoded {
             batch,
             offsets: (0..n).map(|i| self.offset(i)).collect(),

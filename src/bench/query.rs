@@ -41,7 +41,7 @@ async fn write_lake(lake: &Lake, vins: usize, seconds: i64) -> Result<usize> {
     let mut decoder = TelemetryDecoder::new();
     let (mut values, mut rows, mut offset) = (Vec::new(), 0usize, 0i64);
     for minute in 0..(seconds + 59) / 60 {
-        let mut roll = Roll::new(Table::Telemetry, offset, None, properties.clone());
+        let mut roll = Roll::new(Table::Telemetry, offset, properties.clone());
         for _ in 0..(seconds - minute * 60).min(60) {
             fleet.next_second(&mut values)?;
             for chunk in values.chunks(BATCH) {
@@ -53,10 +53,7 @@ async fn write_lake(lake: &Lake, vins: usize, seconds: i64) -> Result<usize> {
                 rows += n as usize;
             }
         }
-        for file in roll.finish()? {
-            let path = lake.part_path(Table::Telemetry, file.hour, 0, file.first, file.last);
-            lake.put(&path, file.bytes).await?;
-        }
+        sinks::roll::commit_roll(lake, roll, 0).await?;
     }
     Ok(rows)
 }

@@ -143,10 +143,20 @@ pub fn tail_consumer(
         }
     }
     if by_time.count() > 0 {
+        // Each partition's end as it is now, read before the look-up by time: where there is no
+        // record at or after the time, reading starts there, so a record produced meanwhile is
+        // read (`Offset::End` would resolve later and could skip it).
+        let mut ends = std::collections::HashMap::new();
+        for element in by_time.elements() {
+            let (_, high) =
+                consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+            ends.insert((element.topic().to_owned(), element.partition()), high);
+        }
         for element in consumer.offsets_for_times(by_time, timeout)?.elements() {
-            // No record at or after the time: the end.
-            let offset = match element.offset() {
-                rdkafka::Offset::Offset(o) if o >= 0 => rdkafka::Offset::Offset(o),
+            let end = ends.get(&(element.topic().to_owned(), element.partition()));
+            let offset = match (element.offset(), end) {
+                (rdkafka::Offset::Offset(o), _) if o >= 0 => rdkafka::Offset::Offset(o),
+                (_, Some(&high)) => rdkafka::Offset::Offset(high),
                 _ => rdkafka::Offset::End,
             };
             assignment.add_partition_offset(element.topic(), element.partition(), offset)?;

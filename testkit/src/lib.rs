@@ -428,3 +428,31 @@ pub async fn produce(bootstrap: &str, topic: &str, records: &[Outgoing]) {
         delivery.await.unwrap().unwrap();
     }
 }
+
+/// What independent readers see in a lake (`scripts/lake_check.py`): per table, the rows of the
+/// Delta log's current snapshot as the `deltalake` package counts them (`delta`), its version
+/// and file count, and, over exactly the snapshot's files, DuckDB's and pyarrow's counts (local
+/// lakes only: `duckdb`, `pyarrow`). `options` are the lake's object store options (moto's for
+/// an `s3://` lake).
+pub fn lake_check(
+    location: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> serde_json::Value {
+    let python = std::env::var("CHARGEWATCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lake_check.py");
+    let options = serde_json::to_string(options).expect("options are text");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(location)
+        .arg(options)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python} ({e}); scripts/test installs deltalake, duckdb and pyarrow")
+        });
+    assert!(
+        out.status.success(),
+        "lake_check.py failed (scripts/test installs deltalake, duckdb and pyarrow): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("lake_check.py prints JSON")
+}

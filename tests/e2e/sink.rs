@@ -1,5 +1,7 @@
-//! Simulator → ingest → Tansu → sink → Parquet lake, read back by DataFusion, DuckDB and pyarrow
-//! (scripts/lake_check.py), before and after `chargewatch compact`. The fleet is mixed: both
+//! Simulator → ingest → Tansu → sink → the lake's Delta tables, read back by DataFusion and by
+//! independent readers (scripts/lake_check.py: the `deltalake` package through the log, DuckDB
+//! and pyarrow over the snapshot's files), before and after `chargewatch compact` and
+//! `chargewatch vacuum`. The fleet is mixed: both
 //! editions (the 2025 terminals SM2-signed), every cipher including SM4, and the lake holds
 //! the simulator's values, cell lists included.
 
@@ -32,23 +34,9 @@ fn datafusion_ctx(lake: &Lake) -> lake::datafusion::prelude::SessionContext {
     ctx
 }
 
-/// The counts DuckDB and pyarrow see (scripts/lake_check.py).
+/// What the independent readers see (scripts/lake_check.py).
 fn external_counts(lake_dir: &std::path::Path) -> Value {
-    let python = std::env::var("CHARGEWATCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lake_check.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(lake_dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python} ({e}); scripts/test installs duckdb and pyarrow")
-        });
-    assert!(
-        out.status.success(),
-        "lake_check.py failed (scripts/test installs duckdb and pyarrow): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    testkit::lake_check(&lake_dir.display().to_string(), &Default::default())
 }
 
 /// The lake's rows equal the simulator's acknowledged reports, column by column (those the
@@ -104,7 +92,7 @@ async fn assert_lake_holds_the_simulators_values(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
+async fn independent_delta_readers_count_every_acknowledged_report_in_the_lake() {
     let tansu = Tansu::start();
     let topics = create_topics(&tansu.bootstrap).await;
     let scratch = Scratch::new();
@@ -201,17 +189,20 @@ async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
     assert!(events >= 10, "logins at least: {events}");
 
     let check = |counts: &Value| {
-        assert_eq!(counts["telemetry"]["duckdb"], acknowledged, "{counts}");
-        assert_eq!(counts["telemetry"]["pyarrow"], acknowledged, "{counts}");
-        assert_eq!(counts["events"]["duckdb"], events, "{counts}");
-        assert_eq!(counts["events"]["pyarrow"], events, "{counts}");
-        // Every column of the telemetry schema plus the two partition columns.
+        for reader in ["delta", "duckdb", "pyarrow"] {
+            assert_eq!(
+                counts["telemetry"][reader], acknowledged,
+                "{reader}: {counts}"
+            );
+            assert_eq!(counts["events"][reader], events, "{reader}: {counts}");
+        }
+        // Every column of the telemetry schema plus the two partition columns, in the log.
         let columns = schemas::arrow::telemetry_schema().fields().len() + 2;
-        assert_eq!(counts["telemetry"]["pyarrow_columns"], columns, "{counts}");
+        assert_eq!(counts["telemetry"]["delta_columns"], columns, "{counts}");
     };
     let before = external_counts(&lake_dir);
     check(&before);
-    let files_before = lake.list_parts(lake::Table::Telemetry).await.unwrap().len();
+    let files_before = before["telemetry"]["files"].as_i64().unwrap();
 
     // `chargewatch compact` over every hour so far: same counts, fewer files.
     let out = Command::new(env!("CARGO_BIN_EXE_chargewatch"))
@@ -225,17 +216,41 @@ async fn duckdb_and_pyarrow_count_every_acknowledged_report_in_the_lake() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let files_after = lake.list_parts(lake::Table::Telemetry).await.unwrap().len();
+    let after = external_counts(&lake_dir);
+    let files_after = after["telemetry"]["files"].as_i64().unwrap();
     assert!(
         files_after < files_before,
         "{files_before} -> {files_after} files"
     );
-    let after = external_counts(&lake_dir);
     check(&after);
     assert_eq!(
         before["telemetry"]["duckdb_partitions"],
         after["telemetry"]["duckdb_partitions"]
     );
+
+    // `chargewatch vacuum`: a retention under an hour is refused with its reason; an hour keeps
+    // the compaction's inputs (younger than that) for time travel.
+    let vacuum = |retain: &str| {
+        Command::new(env!("CARGO_BIN_EXE_chargewatch"))
+            .args(["vacuum", "--lake"])
+            .arg(&lake_dir)
+            .args(["--retain", retain])
+            .output()
+            .unwrap()
+    };
+    let refused = vacuum("10s");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("shorter than an hour"), "{stderr}");
+    let kept = vacuum("1h");
+    let stdout = String::from_utf8_lossy(&kept.stdout);
+    assert!(
+        kept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
+    assert!(stdout.contains("deleted 0 files"), "{stdout}");
+    check(&external_counts(&lake_dir));
 
     // `chargewatch query` over the same lake gives the same count.
     let out = Command::new(env!("CARGO_BIN_EXE_chargewatch"))

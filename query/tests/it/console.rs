@@ -75,6 +75,23 @@ async fn serve(token: &str) -> Served {
     )
     .await
     .unwrap();
+    // Records produced from here on are read: the feed has looked up where to start. (The mock
+    // cluster cannot look offsets up by time, so the feed starts at each partition's end as
+    // it was then, and a record produced before that would be missed.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let token = (!token.is_empty()).then_some(token);
+        let (_, _, body) = request(addr, "GET", "/v1/console/overview", token, None).await;
+        let doc: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if doc["feed"]["connected"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the console's feed never connected: {doc}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Served {
         addr,
         bootstrap,
@@ -148,10 +165,18 @@ async fn report(served: &Served, n: u32) {
     testkit::produce(&served.bootstrap, &served.topics.telemetry, &records).await;
 }
 
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+/// Waits up to 20 s for `check`; the failure says what the console's feed was doing.
+async fn until_at<F: std::future::Future<Output = bool>>(
+    addr: std::net::SocketAddr,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            let feed = get(addr, "/v1/console/overview").await.1["feed"].clone();
+            panic!("timed out waiting for {what}; feed {feed}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -191,7 +216,7 @@ async fn every_endpoint_answers_from_the_live_view_and_the_lake() {
     let served = serve(TOKEN).await;
     let addr = served.addr;
     report(&served, 5).await;
-    until("the fleet in the overview", || async {
+    until_at(addr, "the fleet in the overview", || async {
         let (_, doc) = get(addr, "/v1/console/overview").await;
         doc["vehicles"]["charging"] == VINS
     })
@@ -354,7 +379,7 @@ async fn an_acknowledgement_goes_through_the_topic_to_every_page() {
     let alert = raised("LCONSOLE000000007");
     let id = alert.alert_id();
     publish(&served, &alert).await;
-    until("the alert in the list", || async {
+    until_at(addr, "the alert in the list", || async {
         get(addr, "/v1/console/alerts").await.1["alerts"]
             .as_array()
             .is_some_and(|a| a.len() == 1)
@@ -436,7 +461,7 @@ async fn an_acknowledgement_goes_through_the_topic_to_every_page() {
     let mut cleared = alert.clone();
     cleared.kind = AlertKind::Cleared;
     publish(&served, &cleared).await;
-    until("the clear", || async {
+    until_at(addr, "the clear", || async {
         get(addr, "/v1/console/alerts").await.1["alerts"][0]["open"] == false
     })
     .await;
@@ -450,7 +475,7 @@ async fn notes_are_refused_where_no_token_is_configured() {
     let alert = raised("LCONSOLE000000008");
     publish(&served, &alert).await;
     let addr = served.addr;
-    until("the alert", || async {
+    until_at(addr, "the alert", || async {
         testkit::http_get(addr, "/v1/console/alerts")
             .await
             .1

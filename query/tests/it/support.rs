@@ -1,4 +1,4 @@
-//! A small lake written the way the sink writes it: telemetry of a few terminals over two
+//! A small lake of Delta tables written the way the sink writes it: telemetry of a few terminals over two
 //! hours, in several files per hour.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use schemas::arrow::TelemetryDecoder;
 use schemas::message::{DeadLetter, EventMessage};
 use schemas::payload::request_frame;
 use schemas::{TerminalTime, Vin};
-use sinks::roll::Roll;
+use sinks::roll::{Roll, commit_roll};
 use sinks::tables::Pending;
 pub use testkit::Scratch;
 
@@ -59,12 +59,9 @@ pub async fn lake() -> Fixture {
             }
         }
         let decoded = pending.decode(&mut TelemetryDecoder::new()).unwrap();
-        let mut roll = Roll::new(Table::Telemetry, first, None, properties.clone());
+        let mut roll = Roll::new(Table::Telemetry, first, properties.clone());
         roll.write(&decoded.batch, &decoded.offsets).unwrap();
-        for file in roll.finish().unwrap() {
-            let path = lake.part_path(Table::Telemetry, file.hour, 0, file.first, file.last);
-            lake.put(&path, file.bytes).await.unwrap();
-        }
+        commit_roll(&lake, roll, 0).await.unwrap();
     }
     write_small_tables(&lake, base).await;
     Fixture {
@@ -82,12 +79,9 @@ async fn write_table(lake: &Lake, table: Table, messages: Vec<(Vec<u8>, i64, Opt
     }
     let decoded = pending.decode(&mut TelemetryDecoder::new()).unwrap();
     assert!(decoded.refused.is_empty(), "{:?}", decoded.refused);
-    let mut roll = Roll::new(table, 0, None, properties);
+    let mut roll = Roll::new(table, 0, properties);
     roll.write(&decoded.batch, &decoded.offsets).unwrap();
-    for file in roll.finish().unwrap() {
-        let path = lake.part_path(table, file.hour, 0, file.first, file.last);
-        lake.put(&path, file.bytes).await.unwrap();
-    }
+    commit_roll(lake, roll, 0).await.unwrap();
 }
 
 /// Alerts (each raised, then cleared 40 s later), dead letters and logins.

@@ -1,13 +1,15 @@
-//! The sink on a real broker (Tansu), writing to the local filesystem and to moto's S3: every
-//! record exactly once, and a crash between upload and commit that leaves no duplicate.
+//! The sink on a real broker (Tansu), writing Delta tables on the local filesystem and on moto's
+//! S3: every record exactly once (read by chargewatch and by the `deltalake` package, DuckDB and
+//! pyarrow), a crash between upload and Delta commit and one between Delta commit and Kafka
+//! commit that leave no duplicate and lose nothing, and two sinks committing to one table at once.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use lake::delta::At;
 use lake::{LakeConfig, Table};
 use schemas::arrow::{Message, TelemetryDecoder};
 use schemas::message::{KafkaSettings, Topics};
@@ -73,7 +75,8 @@ fn expected_telemetry(records: &[Out]) -> datafusion::arrow::array::RecordBatch 
         .collect();
     let decoded = TelemetryDecoder::new().decode(&messages).unwrap();
     assert!(decoded.rejected.is_empty());
-    decoded.batch
+    // In the lake's own types (unsigned integers widened).
+    lake::table::conform(Table::Telemetry, &decoded.batch).unwrap()
 }
 
 /// Rows in the lake's telemetry table that are not in `expected`, and the other way round,
@@ -116,8 +119,9 @@ async fn telemetry_difference(
     (out[0], out[1])
 }
 
-async fn every_record_exactly_once(lake: TestLake) {
+async fn every_record_exactly_once(test_lake: TestLake) {
     logs();
+    let lake = &test_lake;
     let broker = Tansu::start();
     let topics = create_topics(&broker.bootstrap).await;
     // 30 terminals, a report every 30 s for 30 minutes: the run crosses 21:00.
@@ -129,15 +133,10 @@ async fn every_record_exactly_once(lake: TestLake) {
     produce(&broker.bootstrap, &topics.deadletter, &dead).await;
     let total = telemetry.len() + alerts.len() + events.len() + dead.len();
 
-    let sink = Sink::start(config(
-        &broker.bootstrap,
-        &topics,
-        &lake,
-        &unique("sink"),
-        250,
-    ))
-    .await
-    .unwrap();
+    let group = unique("sink");
+    let sink = Sink::start(config(&broker.bootstrap, &topics, lake, &group, 250))
+        .await
+        .unwrap();
     wait_consumed(&sink, total).await;
     assert_eq!(http_get(sink.admin_addr, "/readyz").await.0, 200);
     sink.role.shutdown();
@@ -190,13 +189,45 @@ async fn every_record_exactly_once(lake: TestLake) {
         scalar(&lake, "SELECT count(DISTINCT error) FROM deadletter WHERE reason = 'check_code' AND length(raw) = 3").await,
         15
     );
-    // Every file is zstd-compressed Parquet named by its partition and offsets.
-    assert_eq!(raw_rows(&lake, Table::Telemetry).await, 1800);
+    // Every table is a Delta table whose files are named by their partition and offsets, and
+    // whose log holds each partition's last offset as its `txn` version.
+    assert_eq!(delta_rows(&lake, Table::Telemetry).await, 1800);
     for table in Table::ALL {
-        let files = lake.list_parts(table).await.unwrap();
+        let log = lake.read_log(table, At::Latest).await.unwrap().unwrap();
+        let files = log.files(&lake).unwrap();
         assert!(!files.is_empty(), "{}", table.name());
-        for file in files {
-            assert!(file.first <= file.last && (0..PARTITIONS).contains(&file.partition));
+        for file in &files {
+            let partition = file.partition.unwrap();
+            assert!(file.first <= file.last && (0..PARTITIONS).contains(&partition));
+        }
+    }
+    let log = lake
+        .read_log(Table::Telemetry, At::Latest)
+        .await
+        .unwrap()
+        .unwrap();
+    for partition in 0..PARTITIONS {
+        let last = telemetry.iter().filter(|r| r.0 == partition).count() as i64 - 1;
+        let id = lake::delta::app_id(&group, &topics.telemetry, partition);
+        assert_eq!(log.txn_version(&id).await.unwrap(), Some(last), "{id}");
+    }
+    // Independent readers count the same rows.
+    for table in [
+        Table::Telemetry,
+        Table::Alerts,
+        Table::Events,
+        Table::DeadLetters,
+    ] {
+        let expected = match table {
+            Table::Telemetry => 1800,
+            Table::Alerts => 12,
+            Table::Events => 20,
+            Table::DeadLetters => 15,
+        };
+        let counts = independent_counts(&test_lake, table);
+        assert!(counts.iter().any(|(r, _)| r == "delta"), "{counts:?}");
+        for (reader, rows) in counts {
+            assert_eq!(rows, expected, "{reader} counts {} rows", table.name());
         }
     }
 }
@@ -216,28 +247,22 @@ async fn crash_between_upload_and_commit(lake: TestLake) {
     let group = unique("sink");
 
     // The first sink closes rolls of 250 records only (never by age), uploads two and stops
-    // before committing the second.
+    // before the second's Delta commit: its files are in the store, in no version of the table.
     let mut first = config(&broker.bootstrap, &topics, &lake, &group, 250);
     first.sink.roll_max_age = Duration::from_secs(600);
     first.crash_after_uploads = Some(2);
     let sink = Sink::start(first).await.unwrap();
     let error = sink.role.wait().await.unwrap_err();
     assert!(
-        matches!(error, sinks::Error::InjectedCrash { uploads: 2 }),
+        error.to_string().contains("before its Delta commit"),
         "{error}"
     );
     let opened = lake.open();
-    let before: BTreeSet<String> = opened
-        .list_parts(Table::Telemetry)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|f| f.path.to_string())
-        .collect();
-    assert!(!before.is_empty());
+    assert_eq!(delta_rows(&opened, Table::Telemetry).await, 250);
+    assert_eq!(physical_rows(&opened, Table::Telemetry).await, 500);
+    assert_eq!(scalar(&opened, "SELECT count(*) FROM telemetry").await, 250);
 
-    // The second rolls 200 records at a time, yet replays the uncommitted roll as logged: the
-    // same files under the same names, not other files holding some of the same rows.
+    // The second rolls 200 records at a time from the committed offsets.
     let sink = Sink::start(config(&broker.bootstrap, &topics, &lake, &group, 200))
         .await
         .unwrap();
@@ -259,42 +284,135 @@ async fn crash_between_upload_and_commit(lake: TestLake) {
         telemetry_difference(&opened, expected_telemetry(&telemetry)).await,
         (0, 0)
     );
-    let after: BTreeSet<String> = opened
-        .list_parts(Table::Telemetry)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|f| f.path.to_string())
-        .collect();
-    assert!(before.is_subset(&after), "the replay wrote different files");
-    // Not even a hidden (superseded) file holds a row twice.
-    assert_eq!(raw_rows(&opened, Table::Telemetry).await, 1800);
-}
-
-/// Rows in every data file of a table, superseded or not, from the Parquet footers.
-async fn raw_rows(lake: &lake::Lake, table: Table) -> i64 {
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use object_store::ObjectStoreExt;
-    let mut rows = 0;
-    for file in lake.list_parts(table).await.unwrap() {
-        let bytes = lake
-            .store
-            .get(&file.path)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
-        rows += reader.metadata().file_metadata().num_rows();
+    // The crashed roll's files are still there, counted by no reader of the log.
+    assert_eq!(delta_rows(&opened, Table::Telemetry).await, 1800);
+    assert_eq!(physical_rows(&opened, Table::Telemetry).await, 2050);
+    for (reader, rows) in independent_counts(&lake, Table::Telemetry) {
+        assert_eq!(rows, 1800, "{reader}");
     }
-    rows
+    // Vacuum deletes them (and only them).
+    let report = sinks::vacuum(&opened, Duration::ZERO, false).await.unwrap();
+    assert!(report.files() >= 1, "{report:?}");
+    assert_eq!(physical_rows(&opened, Table::Telemetry).await, 1800);
+    assert_eq!(
+        scalar(&opened, "SELECT count(*) FROM telemetry").await,
+        1800
+    );
 }
 
 on_both_stores!(
     crash_between_upload_and_commit,
-    a_crash_after_upload_before_commit_leaves_no_duplicates,
-    a_crash_after_upload_before_commit_leaves_no_duplicates_on_s3
+    a_crash_after_upload_before_the_delta_commit_leaves_no_duplicates,
+    a_crash_after_upload_before_the_delta_commit_leaves_no_duplicates_on_s3
+);
+
+async fn crash_between_delta_and_kafka_commits(lake: TestLake) {
+    logs();
+    let broker = Tansu::start();
+    let topics = create_topics(&broker.bootstrap).await;
+    let telemetry = telemetry(30, 60, 30);
+    produce(&broker.bootstrap, &topics.telemetry, &telemetry).await;
+    let group = unique("sink");
+
+    // Two rolls committed to the table, the second's offsets never to Kafka.
+    let mut first = config(&broker.bootstrap, &topics, &lake, &group, 250);
+    first.sink.roll_max_age = Duration::from_secs(600);
+    first.crash_after_commits = Some(2);
+    let sink = Sink::start(first).await.unwrap();
+    let error = sink.role.wait().await.unwrap_err();
+    assert!(
+        error.to_string().contains("before its Kafka offsets"),
+        "{error}"
+    );
+    let opened = lake.open();
+    assert_eq!(delta_rows(&opened, Table::Telemetry).await, 500);
+
+    // The next owner reads the partition's txn version and skips what the table has.
+    let sink = Sink::start(config(&broker.bootstrap, &topics, &lake, &group, 200))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    wait_for_reports(
+        &opened,
+        1800,
+        deadline,
+        "the second sink did not finish the topic",
+    )
+    .await;
+    let skipped = metric(sink.admin_addr, "sink_records_skipped_total", "telemetry").await;
+    sink.role.shutdown();
+    sink.role.wait().await.unwrap();
+    assert!(skipped >= 250.0, "skipped {skipped}");
+    assert_eq!(
+        scalar(&opened, "SELECT count(*) FROM telemetry").await,
+        1800
+    );
+    assert_eq!(
+        telemetry_difference(&opened, expected_telemetry(&telemetry)).await,
+        (0, 0)
+    );
+    for (reader, rows) in independent_counts(&lake, Table::Telemetry) {
+        assert_eq!(rows, 1800, "{reader}");
+    }
+}
+
+on_both_stores!(
+    crash_between_delta_and_kafka_commits,
+    a_crash_after_the_delta_commit_before_the_kafka_commit_writes_nothing_twice,
+    a_crash_after_the_delta_commit_before_the_kafka_commit_writes_nothing_twice_on_s3
+);
+
+async fn two_sinks_one_table(lake: TestLake) {
+    logs();
+    let broker = Tansu::start();
+    let topics = create_topics(&broker.bootstrap).await;
+    let telemetry = telemetry(30, 60, 30);
+    let group = unique("sink");
+    // Two members of one group split the partitions and commit to the same tables, small rolls
+    // so that their commits race.
+    let a = Sink::start(config(&broker.bootstrap, &topics, &lake, &group, 40))
+        .await
+        .unwrap();
+    let b = Sink::start(config(&broker.bootstrap, &topics, &lake, &group, 40))
+        .await
+        .unwrap();
+    produce(&broker.bootstrap, &topics.telemetry, &telemetry).await;
+    let opened = lake.open();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    wait_for_reports(
+        &opened,
+        1800,
+        deadline,
+        "the two sinks did not finish the topic",
+    )
+    .await;
+    let rolls = |addr| async move { metric(addr, "sink_rolls_closed_total", "telemetry").await };
+    let (rolls_a, rolls_b) = (rolls(a.admin_addr).await, rolls(b.admin_addr).await);
+    for sink in [a, b] {
+        sink.role.shutdown();
+        sink.role.wait().await.unwrap();
+    }
+    assert!(
+        rolls_a > 0.0 && rolls_b > 0.0,
+        "rolls {rolls_a} and {rolls_b}"
+    );
+    assert_eq!(
+        scalar(&opened, "SELECT count(*) FROM telemetry").await,
+        1800
+    );
+    assert_eq!(
+        telemetry_difference(&opened, expected_telemetry(&telemetry)).await,
+        (0, 0)
+    );
+    for (reader, rows) in independent_counts(&lake, Table::Telemetry) {
+        assert_eq!(rows, 1800, "{reader}");
+    }
+}
+
+on_both_stores!(
+    two_sinks_one_table,
+    two_sinks_commit_to_one_table_at_once,
+    two_sinks_commit_to_one_table_at_once_on_s3
 );
 
 /// A store that refuses writes for a while: the sink does not stop, it goes back to its
@@ -307,8 +425,8 @@ async fn a_failed_write_goes_back_to_the_committed_offsets_and_loses_nothing() {
     let telemetry = telemetry(30, 60, 30);
     produce(&broker.bootstrap, &topics.telemetry, &telemetry).await;
     let lake = TestLake::local();
-    // A file where the telemetry table's directory belongs: every upload under it fails
-    // (the roll logs live elsewhere and are written).
+    // A file where the telemetry table's directory belongs: its log cannot be created and no
+    // upload under it succeeds.
     let table_dir = std::path::Path::new(&lake.location).join(Table::Telemetry.name());
     std::fs::create_dir_all(&lake.location).unwrap();
     std::fs::write(&table_dir, b"in the way").unwrap();
@@ -342,7 +460,7 @@ async fn a_failed_write_goes_back_to_the_committed_offsets_and_loses_nothing() {
         scalar(&opened, "SELECT count(*) FROM telemetry").await,
         1800
     );
-    assert_eq!(raw_rows(&opened, Table::Telemetry).await, 1800);
+    assert_eq!(delta_rows(&opened, Table::Telemetry).await, 1800);
     assert_eq!(
         telemetry_difference(&opened, expected_telemetry(&telemetry)).await,
         (0, 0)

@@ -191,3 +191,47 @@ pub async fn scalar(lake: &Lake, query: &str) -> i64 {
         .unwrap()
         .value(0)
 }
+
+/// Rows of a table's current Delta snapshot, by the log's record counts.
+pub async fn delta_rows(lake: &Lake, table: lake::Table) -> u64 {
+    match lake.read_log(table, lake::delta::At::Latest).await.unwrap() {
+        Some(log) => log
+            .files(lake)
+            .unwrap()
+            .iter()
+            .map(|f| f.rows.unwrap())
+            .sum(),
+        None => 0,
+    }
+}
+
+/// Rows in every Parquet file under a table's directory, committed or not, from the footers.
+pub async fn physical_rows(lake: &Lake, table: lake::Table) -> i64 {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use object_store::ObjectStoreExt;
+    let mut rows = 0;
+    for file in lake.list_parts(table).await.unwrap() {
+        let bytes = lake
+            .store
+            .get(&file.path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        rows += reader.metadata().file_metadata().num_rows();
+    }
+    rows
+}
+
+/// Independent readers' counts of a table (`testkit::lake_check`): the `deltalake` package's
+/// always, DuckDB's and pyarrow's over the snapshot's files on a local lake.
+pub fn independent_counts(lake: &TestLake, table: lake::Table) -> Vec<(String, i64)> {
+    let doc = lake_check(&lake.location, &lake.options);
+    let entry = &doc[table.name()];
+    ["delta", "duckdb", "pyarrow"]
+        .iter()
+        .filter_map(|reader| Some((reader.to_string(), entry[*reader].as_i64()?)))
+        .collect()
+}
