@@ -14,10 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config;
 
-/// Logging to stderr: human-readable, or JSON lines with `--log-json`. `RUST_LOG` filters.
+/// Logging to stderr: human-readable, or JSON lines with `--log-json`. `RUST_LOG` filters; by
+/// default `info`, but warnings only from delta-rs and its kernel (they log every snapshot and
+/// commit at info: several long lines per roll).
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,buoyant_kernel=warn,deltalake_core=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -97,6 +97,10 @@ pub enum Appended {
 pub struct TableLog {
     pub table: Table,
     pub delta: DeltaTable,
+    /// `txn` versions by application id, as of the loaded version: filled by a full look-up
+    /// the first time an id is asked for, then kept current from each commit the log moves
+    /// past ([`TableLog::absorb`]), so a sink's commit does not replay the log to find its own.
+    txns: HashMap<String, i64>,
 }
 
 impl std::fmt::Debug for TableLog {
@@ -196,7 +200,7 @@ impl Lake {
             }
         };
         loaded.map_err(|e| delta_error(table, e))?;
-        Ok(Some(TableLog { table, delta }))
+        Ok(Some(TableLog::new(table, delta)))
     }
 
     /// Opens a table's log for writing: creates the table when it has none (several writers
@@ -231,7 +235,7 @@ impl Lake {
             match created {
                 Ok(delta) => {
                     tracing::info!(table = table.name(), "created the Delta table");
-                    return Ok(TableLog { table, delta });
+                    return Ok(TableLog::new(table, delta));
                 }
                 // Another writer created it first: load theirs.
                 Err(error) => {
@@ -275,6 +279,14 @@ impl Lake {
 }
 
 impl TableLog {
+    fn new(table: Table, delta: DeltaTable) -> TableLog {
+        TableLog {
+            table,
+            delta,
+            txns: HashMap::new(),
+        }
+    }
+
     /// The loaded version (0 before the first commit is read).
     pub fn version(&self) -> u64 {
         self.delta.version().unwrap_or(0)
@@ -286,22 +298,60 @@ impl TableLog {
 
     /// Reads the commits made since this one was loaded.
     pub async fn refresh(&mut self) -> Result<()> {
+        let before = self.version();
         self.delta
             .update_incremental(None)
             .await
-            .map_err(|e| delta_error(self.table, e))
+            .map_err(|e| delta_error(self.table, e))?;
+        self.absorb(before).await
     }
 
-    /// The last offset committed under `app_id`, if any.
-    pub async fn txn_version(&self, app_id: &str) -> Result<Option<i64>> {
+    /// Keeps the known `txn` versions current past the commits after `before` up to the
+    /// loaded version (reading each commit's JSON once).
+    async fn absorb(&mut self, before: u64) -> Result<()> {
+        if self.txns.is_empty() {
+            return Ok(());
+        }
+        let store = self.log_store();
+        for version in before + 1..=self.version() {
+            let Some(bytes) = store
+                .read_commit_entry(version)
+                .await
+                .map_err(|e| delta_error(self.table, e))?
+            else {
+                continue;
+            };
+            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let Ok(action) = serde_json::from_slice::<Value>(line) else {
+                    continue;
+                };
+                let txn = &action["txn"];
+                if let (Some(id), Some(v)) = (txn["appId"].as_str(), txn["version"].as_i64())
+                    && let Some(known) = self.txns.get_mut(id)
+                {
+                    *known = (*known).max(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The last offset committed under `app_id` in the loaded version, if any.
+    pub async fn txn_version(&mut self, app_id: &str) -> Result<Option<i64>> {
+        if let Some(&known) = self.txns.get(app_id) {
+            return Ok((known >= 0).then_some(known));
+        }
         let snapshot = self
             .delta
             .snapshot()
             .map_err(|e| delta_error(self.table, e))?;
-        snapshot
+        let found = snapshot
             .transaction_version(self.log_store().as_ref(), app_id)
             .await
-            .map_err(|e| delta_error(self.table, e))
+            .map_err(|e| delta_error(self.table, e))?;
+        // -1: none yet (offsets start at 0).
+        self.txns.insert(app_id.to_owned(), found.unwrap_or(-1));
+        Ok(found)
     }
 
     /// Adds the nullable columns of [`Table::schema`] that the table's schema lacks.
@@ -381,7 +431,10 @@ impl TableLog {
     }
 
     /// Commits a sink's roll: its files and the partition's `txn` version (the roll's last
-    /// offset), in one commit, unless the table already has offsets of the roll.
+    /// offset), in one commit, unless the table already has offsets of the roll. The commit is
+    /// made against the loaded version: delta-rs checks every commit made since (a concurrent
+    /// one carrying the same application id is a conflict, and nothing is committed), and the
+    /// known `txn` versions follow every commit the log moves past.
     pub async fn append(
         &mut self,
         files: &[NewFile],
@@ -389,7 +442,6 @@ impl TableLog {
         first: i64,
         last: i64,
     ) -> Result<Appended> {
-        self.refresh().await?;
         let known = self.txn_version(app_id).await?;
         if known.is_some_and(|v| v >= first) {
             return Ok(Appended::AlreadyThere { txn_version: known });
@@ -417,8 +469,9 @@ impl TableLog {
             .await;
         match committed {
             Ok(done) => {
-                let version = done.version();
+                let (before, version) = (self.version(), done.version());
                 self.delta.state = Some(done.snapshot());
+                self.absorb(before).await?;
                 Ok(Appended::Committed(version))
             }
             Err(DeltaTableError::Transaction {
@@ -451,8 +504,9 @@ impl TableLog {
                 .build(Some(snapshot), self.log_store(), operation)
                 .await
                 .map_err(|e| delta_error(self.table, e))?;
-        let version = done.version();
+        let (before, version) = (self.version(), done.version());
         self.delta.state = Some(done.snapshot());
+        self.absorb(before).await?;
         Ok(version)
     }
 
@@ -516,8 +570,9 @@ impl TableLog {
                 .build(Some(snapshot), self.log_store(), operation)
                 .await
                 .map_err(|e| delta_error(self.table, e))?;
-        let version = done.version();
+        let (before, version) = (self.version(), done.version());
         self.delta.state = Some(done.snapshot());
+        self.absorb(before).await?;
         Ok(version)
     }
 
@@ -698,5 +753,96 @@ fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
         // Text, and timestamps in one fixed-width format, order as strings.
         (Value::String(x), Value::String(y)) => x.cmp(y),
         _ => std::cmp::Ordering::Equal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(n: u64) -> NewFile {
+        NewFile {
+            relative: format!("date=2026-12-03/hour=06/part-0-{n}-{n}-t.parquet"),
+            hour: crate::hour_of(
+                schemas::time::parse_utc_micros("2026-12-03T06:00:00.000000Z").unwrap_or(0),
+            ),
+            size: 100,
+            rows: 1,
+            stats: Some(r#"{"numRecords":1}"#.into()),
+        }
+    }
+
+    /// Every 50 commits write a checkpoint; a reader then opens the table from it and still
+    /// sees every file and each partition's `txn` version; the same offsets twice commit once.
+    #[tokio::test]
+    async fn checkpoints_txn_versions_and_a_repeated_roll() {
+        let lake = Lake::open("memory://", &Default::default()).unwrap();
+        let mut log = lake.open_log(Table::Events).await.unwrap();
+        for n in 0..55 {
+            let appended = log
+                .append(&[file(n)], "app/events/0", n as i64, n as i64)
+                .await;
+            assert!(
+                matches!(appended, Ok(Appended::Committed(_))),
+                "{appended:?}"
+            );
+        }
+        let listed: Vec<String> = {
+            use futures::TryStreamExt;
+            let prefix = Path::from("events/_delta_log");
+            let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.unwrap();
+            metas
+                .into_iter()
+                .map(|m| m.location.to_string())
+                .filter(|p| !p.ends_with(".json"))
+                .collect()
+        };
+        // Every 50 commits (delta-rs counts the creation in): version 49.
+        assert!(
+            listed
+                .iter()
+                .any(|p| p.ends_with("00000000000000000049.checkpoint.parquet")),
+            "no checkpoint after 50 commits: {listed:?}"
+        );
+        let mut read = lake
+            .read_log(Table::Events, At::Latest)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.version(), 55);
+        assert_eq!(read.files(&lake).unwrap().len(), 55);
+        assert_eq!(read.txn_version("app/events/0").await.unwrap(), Some(54));
+        assert_eq!(read.txn_version("app/events/1").await.unwrap(), None);
+        // A second owner replaying offsets the table has: nothing committed.
+        let mut other = lake.open_log(Table::Events).await.unwrap();
+        let again = other
+            .append(&[file(99)], "app/events/0", 50, 60)
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            Appended::AlreadyThere {
+                txn_version: Some(54)
+            }
+        );
+        // Time travel to a version before the checkpoint.
+        let old = lake
+            .read_log(Table::Events, At::Version(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(old.files(&lake).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn the_lake_schema_has_no_unsigned_columns_and_the_partition_columns() {
+        let schema = Table::Events.schema();
+        assert!(delta_schema(Table::Events).unwrap().field("hour").is_some());
+        assert!(schema.fields().iter().all(|f| !matches!(
+            f.data_type(),
+            datafusion::arrow::datatypes::DataType::UInt8
+                | datafusion::arrow::datatypes::DataType::UInt16
+                | datafusion::arrow::datatypes::DataType::UInt32
+        )));
     }
 }

@@ -198,7 +198,7 @@ pub async fn vacuum(lake: &Lake, retain: Duration, dry_run: bool) -> Result<Vacu
             continue;
         };
         let deleted = log.vacuum(retain, dry_run).await?;
-        tracing::info!(
+        tracing::debug!(
             table = table.name(),
             files = deleted.len(),
             dry_run,

@@ -60,7 +60,8 @@ async fn write_lake(lake: &Lake, vins: usize, seconds: i64) -> Result<usize> {
 
 /// Our side: best of `rounds` per query, with `threads` partitions; (seconds, rows) each.
 async fn run_ours(lake: &Lake, threads: usize, rounds: usize) -> Result<Vec<(f64, usize)>> {
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(threads));
+    let config = SessionConfig::from_env()?.with_target_partitions(threads);
+    let ctx = SessionContext::new_with_config(config);
     lake.register(&ctx)?;
     let mut out = Vec::new();
     for sql in QUERIES {

@@ -396,7 +396,7 @@ async fn convert_an_earlier_lake(test_lake: TestLake) {
     for (reader, rows) in independent_counts(&test_lake, Table::Telemetry) {
         assert_eq!(rows, 60, "{reader}");
     }
-    let log = lake
+    let mut log = lake
         .read_log(Table::Telemetry, At::Latest)
         .await
         .unwrap()

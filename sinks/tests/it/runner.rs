@@ -201,7 +201,7 @@ async fn every_record_exactly_once(test_lake: TestLake) {
             assert!(file.first <= file.last && (0..PARTITIONS).contains(&partition));
         }
     }
-    let log = lake
+    let mut log = lake
         .read_log(Table::Telemetry, At::Latest)
         .await
         .unwrap()
@@ -364,19 +364,37 @@ on_both_stores!(
 
 async fn two_sinks_one_table(lake: TestLake) {
     logs();
-    let broker = Tansu::start();
-    let topics = create_topics(&broker.bootstrap).await;
+    // librdkafka's mock cluster: its group coordinator rebalances when a second member joins
+    // (Tansu 0.6 leaves the newcomer without partitions).
+    let cluster = mock_cluster();
+    let topics = mock_topics(&cluster);
+    let bootstrap = cluster.bootstrap_servers();
     let telemetry = telemetry(30, 60, 30);
     let group = unique("sink");
     // Two members of one group split the partitions and commit to the same tables, small rolls
     // so that their commits race.
-    let a = Sink::start(config(&broker.bootstrap, &topics, &lake, &group, 40))
+    let a = Sink::start(config(&bootstrap, &topics, &lake, &group, 40))
         .await
         .unwrap();
-    let b = Sink::start(config(&broker.bootstrap, &topics, &lake, &group, 40))
+    let b = Sink::start(config(&bootstrap, &topics, &lake, &group, 40))
         .await
         .unwrap();
-    produce(&broker.bootstrap, &topics.telemetry, &telemetry).await;
+    // Both are in the group before anything is produced: b's first assignment is of a
+    // generation with both members (the two usually join the same one).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ra = metric(a.admin_addr, "sink_rebalances_total", "").await;
+        let rb = metric(b.admin_addr, "sink_rebalances_total", "").await;
+        if ra >= 1.0 && rb >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group never settled: rebalances {ra} and {rb}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    produce(&bootstrap, &topics.telemetry, &telemetry).await;
     let opened = lake.open();
     let deadline = Instant::now() + Duration::from_secs(120);
     wait_for_reports(
