@@ -142,7 +142,8 @@ impl Report {
     }
 }
 
-/// Runs the fleet to completion. `progress` is called about twice a second with the counters.
+/// Runs the fleet to completion. `progress` is called about twice a second with the counters,
+/// and once more at the end.
 pub async fn run(config: SimConfig, progress: impl Fn(&Stats) + Send + 'static) -> Report {
     let config = Arc::new(config);
     let stats = Arc::new(Stats::default());
@@ -156,10 +157,19 @@ pub async fn run(config: SimConfig, progress: impl Fn(&Stats) + Send + 'static) 
         )));
     }
     let ticker_stats = stats.clone();
+    let (done, mut finished) = tokio::sync::oneshot::channel::<()>();
+    // Every half second, and once more when the fleet is done, so the last figures shown are
+    // the final ones.
     let ticker = tokio::spawn(async move {
         loop {
             progress(&ticker_stats);
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::select! {
+                _ = &mut finished => {
+                    progress(&ticker_stats);
+                    return;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
         }
     });
     let mut truth = Vec::new();
@@ -169,7 +179,8 @@ pub async fn run(config: SimConfig, progress: impl Fn(&Stats) + Send + 'static) 
             Err(error) => tracing::warn!(%error, "terminal task failed"),
         }
     }
-    ticker.abort();
+    let _ = done.send(());
+    let _ = ticker.await;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     Report {
         sent: get(&stats.sent),
