@@ -488,26 +488,12 @@ impl TableLog {
 
     /// Commits files with no `txn` (a writer other than the sink: tests, benchmarks, imports).
     pub async fn add_files(&mut self, files: &[NewFile]) -> Result<u64> {
-        let actions: Vec<Action> = files.iter().map(|f| Action::Add(add_action(f))).collect();
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,
             partition_by: Some(PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect()),
             predicate: None,
         };
-        let snapshot = self
-            .delta
-            .snapshot()
-            .map_err(|e| delta_error(self.table, e))?;
-        let done =
-            CommitBuilder::from(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
-                .with_actions(actions)
-                .build(Some(snapshot), self.log_store(), operation)
-                .await
-                .map_err(|e| delta_error(self.table, e))?;
-        let (before, version) = (self.version(), done.version());
-        self.delta.state = Some(done.snapshot());
-        self.absorb(before).await?;
-        Ok(version)
+        self.replace(&[], files, true, operation).await
     }
 
     /// Replaces files by others holding the same rows (compaction): one commit that removes
@@ -530,6 +516,7 @@ impl TableLog {
         self.replace(old, &[], true, operation).await
     }
 
+    /// One commit (no `txn`) removing `old` and adding `new`, both marked `data_change`.
     async fn replace(
         &mut self,
         old: &[LiveFile],
