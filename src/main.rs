@@ -11,6 +11,8 @@ mod bench;
 mod config;
 mod decode;
 mod demo;
+mod dev_broker;
+mod fuzz;
 mod roles;
 
 use std::path::PathBuf;
@@ -58,6 +60,10 @@ enum Cmd {
     Topics(roles::TopicsArgs),
     /// Load a config file (and the key file and rules it names) as the roles would; print it.
     CheckConfig(roles::CheckConfigArgs),
+    /// Run librdkafka's mock cluster as a broker for development and fault tests (in memory).
+    DevBroker(dev_broker::DevBrokerArgs),
+    /// Fuzz the frame parser and decoders with mutated protocol vectors (stable Rust).
+    Fuzz(fuzz::FuzzArgs),
     /// Decode hex frames of either edition (arguments, or one per stdin line) to JSON, one
     /// object per frame.
     Decode {
@@ -247,6 +253,8 @@ fn main() -> ExitCode {
         Cmd::Simulate(args) => roles::simulate(args),
         Cmd::Topics(args) => roles::create_topics(args),
         Cmd::CheckConfig(args) => roles::check_config(args),
+        Cmd::DevBroker(args) => dev_broker::run(args),
+        Cmd::Fuzz(args) => fuzz::run(args),
         Cmd::Decode {
             keys,
             profile,

@@ -48,6 +48,9 @@ pub struct SimConfig {
     pub start_us: i64,
     /// Which edition of GB/T 32960.3 the terminals speak.
     pub editions: Editions,
+    /// A terminal whose connection drops connects again, logs in again and reissues what was
+    /// unanswered, as vehicle boards do (off: the terminal's session ends with the connection).
+    pub reconnect: bool,
 }
 
 /// The editions of a simulated fleet.
@@ -96,6 +99,7 @@ impl SimConfig {
             keep_truth: false,
             start_us: schemas::time::now_us(),
             editions: Editions::Only(Edition::V2016),
+            reconnect: false,
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct Stats {
     pub error_replies: AtomicU64,
     pub failed: AtomicU64,
     pub connections_failed: AtomicU64,
+    pub reconnects: AtomicU64,
 }
 
 /// What a run produced.
@@ -120,6 +125,7 @@ pub struct Report {
     pub error_replies: u64,
     pub failed: u64,
     pub connections_failed: u64,
+    pub reconnects: u64,
     pub elapsed: Duration,
     /// Acknowledged reports, when `keep_truth` was set.
     pub truth: Vec<(Vin, Realtime)>,
@@ -129,13 +135,18 @@ impl Report {
     /// One line for people.
     pub fn summary(&self) -> String {
         format!(
-            "sent {} reports, acknowledged {}, reissued {}, error replies {}, failed {}, connection failures {} in {:.1} s ({:.0} acknowledged/s)",
+            "sent {} reports, acknowledged {}, reissued {}, error replies {}, failed {}, connection failures {}{} in {:.1} s ({:.0} acknowledged/s)",
             self.sent,
             self.acknowledged,
             self.reissued,
             self.error_replies,
             self.failed,
             self.connections_failed,
+            if self.reconnects > 0 {
+                format!(", reconnections {}", self.reconnects)
+            } else {
+                String::new()
+            },
             self.elapsed.as_secs_f64(),
             self.acknowledged as f64 / self.elapsed.as_secs_f64().max(1e-9)
         )
@@ -189,6 +200,7 @@ pub async fn run(config: SimConfig, progress: impl Fn(&Stats) + Send + 'static) 
         error_replies: get(&stats.error_replies),
         failed: get(&stats.failed),
         connections_failed: get(&stats.connections_failed),
+        reconnects: get(&stats.reconnects),
         elapsed: started.elapsed(),
         truth,
     }

@@ -186,6 +186,14 @@ pub(super) async fn run(
     }
 }
 
+/// What a terminal's session has reached, kept across reconnections.
+struct Progress {
+    /// Simulated seconds sent so far.
+    second: u32,
+    physics: Session,
+    login_seq: u16,
+}
+
 async fn drive(
     index: usize,
     config: Arc<SimConfig>,
@@ -198,6 +206,17 @@ async fn drive(
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let mut replies = FramedRead::new(read, FrameCodec::new(schemas::frame::DEFAULT_MAX_FRAME_LEN));
+    let seed = vin
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+    let mut progress = Progress {
+        second: 0,
+        physics: Session::new(index, seed),
+        login_seq: 0,
+    };
     let mut t = Terminal {
         index,
         vin,
@@ -212,7 +231,27 @@ async fn drive(
         acked: Vec::new(),
         scratch: Vec::new(),
     };
-    let result = session(&mut t, &mut replies).await;
+    let result = loop {
+        match session(&mut t, &mut replies, &mut progress).await {
+            Err(error) if config.reconnect => {
+                // As a vehicle board does: connect again, log in again, and reissue every
+                // report still unanswered.
+                tracing::info!(%error, vin = %t.vin, "connection lost; reconnecting");
+                t.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                let stream = match connect(&config.target).await {
+                    Ok(stream) => stream,
+                    Err(error) => break Err(error),
+                };
+                let _ = stream.set_nodelay(true);
+                let (read, write) = stream.into_split();
+                replies =
+                    FramedRead::new(read, FrameCodec::new(schemas::frame::DEFAULT_MAX_FRAME_LEN));
+                t.write = write;
+                t.out.clear();
+            }
+            other => break other,
+        }
+    };
     let acked = std::mem::take(&mut t.acked);
     match result {
         Ok(()) => Ok(acked),
@@ -223,29 +262,36 @@ async fn drive(
 async fn session(
     t: &mut Terminal,
     replies: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    progress: &mut Progress,
 ) -> std::io::Result<()> {
     let config = t.config.clone();
     let at = |s: u32| TerminalTime::from_utc_micros(config.start_us + i64::from(s) * 1_000_000);
     let vin_text = t.vin.to_string();
-    let seed = vin_text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let mut physics = Session::new(t.index, seed);
+    progress.login_seq = progress.login_seq.wrapping_add(1);
     let login = match t.edition {
-        Edition::V2016 => sample::login(at(0), 1),
-        Edition::V2025 => sample::login_2025(at(0), 1),
+        Edition::V2016 => sample::login(at(progress.second), progress.login_seq),
+        Edition::V2025 => sample::login_2025(at(progress.second), progress.login_seq),
     };
     t.send(&login)?;
+    // After a reconnection: what the last connection left unanswered goes again as reissue.
+    let unanswered: Vec<[u8; 6]> = t.outstanding.keys().copied().collect();
+    for time in unanswered {
+        if let Some(entry) = t.outstanding.remove(&time) {
+            t.retry(entry)?;
+        }
+    }
     t.flush().await?;
+    let Progress {
+        second, physics, ..
+    } = progress;
 
     let period = (config.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / config.rate_hz));
     let mut next_send = Instant::now();
-    let mut second = 0u32;
     let mut housekeeping = tokio::time::interval(Duration::from_millis(200));
     let send_timer = tokio::time::sleep_until(next_send.into());
     tokio::pin!(send_timer);
-    while second < config.duration_s || !t.outstanding.is_empty() {
-        let can_send = second < config.duration_s && t.outstanding.len() < config.window;
+    while *second < config.duration_s || !t.outstanding.is_empty() {
+        let can_send = *second < config.duration_s && t.outstanding.len() < config.window;
         let send_at = next_send;
         if send_timer.deadline() != send_at.into() {
             send_timer.as_mut().reset(send_at.into());
@@ -261,17 +307,17 @@ async fn session(
             _ = &mut send_timer, if can_send => {
                 // One report per tick; at max rate, as many as the window allows.
                 loop {
-                    let elapsed = Duration::from_secs(u64::from(second));
+                    let elapsed = Duration::from_secs(u64::from(*second));
                     let fx = Effects::of(&config.faults, t.index, &vin_text, elapsed);
                     physics.step(&fx);
                     if !fx.silent {
-                        t.send_report(physics.report(t.edition, at(second + 1), &fx), 0)?;
-                        if config.heartbeat_every > 0 && second % config.heartbeat_every == config.heartbeat_every - 1 {
+                        t.send_report(physics.report(t.edition, at(*second + 1), &fx), 0)?;
+                        if config.heartbeat_every > 0 && *second % config.heartbeat_every == config.heartbeat_every - 1 {
                             t.send(&Payload::Heartbeat)?;
                         }
                     }
-                    second += 1;
-                    let more = period.is_none() && second < config.duration_s && t.outstanding.len() < config.window;
+                    *second += 1;
+                    let more = period.is_none() && *second < config.duration_s && t.outstanding.len() < config.window;
                     if !more {
                         break;
                     }

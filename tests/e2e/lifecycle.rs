@@ -21,17 +21,40 @@ use simulator::{self, SimConfig};
 use testkit::{PARTITIONS, Scratch, Tansu, create_topics, free_port, metric, unique};
 
 /// A role started as a child process, its log in a file.
-struct RoleProcess {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
+pub(crate) struct RoleProcess {
+    pub(crate) name: &'static str,
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl RoleProcess {
-    fn spawn(name: &'static str, args: &[&str], config: &Path, scratch: &Scratch) -> Self {
-        let log = scratch.0.join(format!("{name}.log"));
+    pub(crate) fn spawn(
+        name: &'static str,
+        args: &[&str],
+        config: &Path,
+        scratch: &Scratch,
+    ) -> Self {
+        Self::spawn_logged(
+            name,
+            args,
+            config,
+            &scratch.0.join(format!("{name}.log")),
+            &[],
+        )
+    }
+
+    /// Started with its log at `log` and `env` set on top of the config file.
+    pub(crate) fn spawn_logged(
+        name: &'static str,
+        args: &[&str],
+        config: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let log = log.to_path_buf();
         let child = Command::new(env!("CARGO_BIN_EXE_chargewatch"))
             .args(args)
+            .envs(env.iter().copied())
             .arg("--drain-timeout")
             .arg("40s")
             .env("CHARGEWATCH_CONFIG", config)
@@ -44,12 +67,12 @@ impl RoleProcess {
         RoleProcess { name, child, log }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until `/healthz` and `/readyz` answer 200.
-    async fn until_ready(&mut self, admin: SocketAddr) {
+    pub(crate) async fn until_ready(&mut self, admin: SocketAddr) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -72,6 +95,12 @@ impl RoleProcess {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// SIGKILL, as the OOM killer or a node failure ends a process: no drain, nothing flushed.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn terminate(&self) {
@@ -149,7 +178,7 @@ async fn until_lag_reported(admin: SocketAddr, gauge: &str, topic: &str) {
 /// The status of `GET path`, or `None` when nothing answers. A connection the kernel accepted
 /// just before the listener closed is reset rather than answered: that is "nothing answers"
 /// too, not a failure.
-async fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
+pub(crate) async fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
@@ -172,7 +201,7 @@ fn check_json_log(name: &str, log: &str) {
     }
 }
 
-fn addr(port: u16) -> SocketAddr {
+pub(crate) fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod console;
 mod deploy;
+mod faults;
 mod forward;
 mod lifecycle;
 mod processor;

@@ -3,6 +3,7 @@
 
 mod columnar;
 mod framing;
+mod fuzzing;
 mod roundtrip;
 mod support;
 mod vectors;
