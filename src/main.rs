@@ -126,6 +126,8 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum BenchCmd {
+    /// Connection load on an ingest process: terminals at 1 Hz, idle and slowloris connections.
+    Load(bench::load::LoadArgs),
     /// Frames parsed, decrypted and decoded per cipher, DES and SM4 cores, SM2 verification,
     /// messages → RecordBatch; beside OpenSSL.
     Codec {
@@ -298,6 +300,9 @@ fn main() -> ExitCode {
             Some(cipher) => bench::ingest::run(&brokers, terminals, reports, cipher, window),
             None => Err(anyhow::anyhow!("unknown cipher {cipher:?}")),
         },
+        Cmd::Bench {
+            what: BenchCmd::Load(args),
+        } => bench::load::run(args),
         Cmd::Bench {
             what:
                 BenchCmd::Forward {

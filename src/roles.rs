@@ -723,6 +723,10 @@ pub struct SimulateArgs {
     /// Unacknowledged reports per terminal.
     #[arg(long, default_value_t = 32)]
     window: usize,
+    /// A terminal whose connection drops connects again, logs in again and reissues what was
+    /// unanswered (as vehicle boards do); without it, its session ends with the connection.
+    #[arg(long)]
+    reconnect: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -773,6 +777,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     config.faults = faults;
     config.reply_timeout = args.reply_timeout;
     config.window = args.window.max(1);
+    config.reconnect = args.reconnect;
     let expected = config.terminals.len() as u64 * u64::from(config.duration_s);
     let bar = if args.quiet {
         indicatif::ProgressBar::hidden()

@@ -155,8 +155,10 @@ pub async fn serve(
             Some(since) => since + config.half_sent_timeout.min(config.idle_timeout),
             None => last_frame + config.idle_timeout,
         };
-        // One timer per connection, moved only when the deadline moves.
-        if timer.deadline() != deadline.into() {
+        // One timer per connection, moved at once only when the deadline comes earlier. A
+        // later deadline (every frame pushes the idle one on) is taken up when the timer fires:
+        // one timer reset per idle period instead of one per frame.
+        if tokio::time::Instant::from(deadline) < timer.deadline() {
             timer.as_mut().reset(deadline.into());
         }
         tokio::select! {
@@ -208,6 +210,10 @@ pub async fn serve(
                 }
             }
             _ = &mut timer, if reading => {
+                if Instant::now() < deadline {
+                    timer.as_mut().reset(deadline.into());
+                    continue;
+                }
                 if partial_since.is_none() {
                     close_reason = Some("idle_timeout");
                 } else {

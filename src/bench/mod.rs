@@ -31,6 +31,7 @@ pub mod codec;
 pub mod console;
 pub mod forward;
 pub mod ingest;
+pub mod load;
 pub mod processor;
 pub mod query;
 pub mod sink;

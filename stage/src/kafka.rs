@@ -32,10 +32,18 @@ use schemas::arrow::{Packed, Received};
 use schemas::message::{KafkaSettings, MessageMeta};
 use tokio_util::sync::CancellationToken;
 
-/// `bootstrap.servers`, then `defaults`, then `[kafka.properties]`.
+/// `bootstrap.servers`, a reconnection back-off of at most 1 s, then `defaults`, then
+/// `[kafka.properties]`.
+///
+/// librdkafka's own back-off grows to 10 s while a broker is away, so a role would take up to
+/// 10 s to notice the broker's return; at most 1 s between attempts, every role is working
+/// again within a few seconds of it (the outage test, tests/e2e/outage.rs).
 pub fn client_config(kafka: &KafkaSettings, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &kafka.brokers);
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "1000");
     for (key, value) in defaults {
         config.set(*key, *value);
     }

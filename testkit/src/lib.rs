@@ -72,43 +72,90 @@ fn tansu_binary() -> PathBuf {
     PathBuf::from("tansu")
 }
 
-/// A Tansu broker with in-memory storage on a random loopback port, stopped on drop.
+/// A Tansu broker on a random loopback port, stopped on drop: in memory ([`Tansu::start`]) or
+/// keeping its topics in an S3 bucket ([`Tansu::on_s3`]), where it can be stopped and started
+/// again with its data.
 #[derive(Debug)]
 pub struct Tansu {
-    child: Child,
+    child: Option<Child>,
     pub bootstrap: String,
+    port: u16,
+    storage: String,
+    env: Vec<(String, String)>,
 }
 
 impl Tansu {
     pub fn start() -> Tansu {
+        Tansu::with_storage("memory://tansu/".into(), Vec::new())
+    }
+
+    /// Tansu storing its topics in a fresh bucket of `moto`: it survives a restart.
+    pub fn on_s3(moto: &Moto) -> Tansu {
+        let bucket = moto.bucket();
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ENDPOINT", moto.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Tansu::with_storage(format!("s3://{bucket}/"), env)
+    }
+
+    fn with_storage(storage: String, env: Vec<(String, String)>) -> Tansu {
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
+        let mut tansu = Tansu {
+            child: None,
+            bootstrap: format!("127.0.0.1:{port}"),
+            port,
+            storage,
+            env,
+        };
+        tansu.restart();
+        tansu
+    }
+
+    /// Stops the broker process (SIGKILL: nothing flushed beyond what its storage holds).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage, and waits until it listens.
+    pub fn restart(&mut self) {
+        self.stop();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(tansu_binary())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &self.storage])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start tansu ({e}); scripts/test installs it: cargo install tansu --features dynostore --locked")
             });
-        let bootstrap = format!("127.0.0.1:{port}");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&bootstrap).is_err() {
+        while std::net::TcpStream::connect(&self.bootstrap).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "tansu did not listen on {bootstrap}"
+                "tansu did not listen on {}",
+                self.bootstrap
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        Tansu { child, bootstrap }
     }
 }
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

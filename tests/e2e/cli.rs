@@ -380,3 +380,49 @@ fn a_query_error_is_one_line_naming_the_problem() {
         assert!(!shown.contains("Valid fields"), "{sql}: {shown}");
     }
 }
+
+/// `chargewatch fuzz` as a developer runs it (a short run; `scripts/test` sets the vectors).
+#[test]
+fn fuzz_runs_over_both_editions_and_reports_no_findings() {
+    let findings = testkit::Scratch::new();
+    let output = chargewatch()
+        .args([
+            "fuzz",
+            "--executions",
+            "3000",
+            "--threads",
+            "2",
+            "--findings",
+        ])
+        .arg(&findings.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let first = stdout.lines().next().unwrap();
+    let vector_frames: usize = first
+        .split(" seeds (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    assert!(
+        vector_frames >= 38,
+        "both editions' vectors seed the run: {first}"
+    );
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("chargewatch fuzz: 3000 executions in ")
+            && last.ends_with(": 0 panics, 0 hangs"),
+        "{last}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&findings.0).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}

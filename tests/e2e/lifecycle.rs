@@ -206,7 +206,7 @@ pub(crate) fn addr(port: u16) -> SocketAddr {
 }
 
 /// One config file for every role, as the ConfigMap gives them.
-fn write_config(
+pub(crate) fn write_config(
     scratch: &Scratch,
     bootstrap: &str,
     topics: &Topics,
@@ -279,11 +279,11 @@ timeout = "120s"
     path
 }
 
-struct Ports {
-    terminals: u16,
-    ingest_admin: u16,
-    processor_admin: u16,
-    sink_admin: u16,
+pub(crate) struct Ports {
+    pub(crate) terminals: u16,
+    pub(crate) ingest_admin: u16,
+    pub(crate) processor_admin: u16,
+    pub(crate) sink_admin: u16,
     http: u16,
     flight: u16,
     processor_group: String,
@@ -291,7 +291,7 @@ struct Ports {
 }
 
 impl Ports {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Ports {
             terminals: free_port(),
             ingest_admin: free_port(),

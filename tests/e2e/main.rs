@@ -7,6 +7,7 @@ mod deploy;
 mod faults;
 mod forward;
 mod lifecycle;
+mod outage;
 mod processor;
 mod published;
 mod sink;

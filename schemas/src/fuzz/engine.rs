@@ -415,7 +415,7 @@ fn repair_one_frame(input: &mut [u8], rng: &mut Rng) {
     let end = starts
         .get(pick + 1)
         .copied()
-        .filter(|&next| next >= start + HEADER_LEN + 1)
+        .filter(|&next| next > start + HEADER_LEN)
         .unwrap_or(input.len());
     if end < start + HEADER_LEN + 1 {
         return;
