@@ -76,7 +76,9 @@ fn regression_seeds() -> Vec<Vec<u8>> {
     };
     entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|e| e.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "bin"))
+        .filter_map(|path| std::fs::read(path).ok())
         .collect()
 }
 

@@ -21,6 +21,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use schemas::frame::DEFAULT_MAX_FRAME_LEN;
 
+/// mimalloc for every Rust allocation: per-thread heaps, where glibc's malloc spent a fifth of
+/// ingest's CPU consolidating and freeing across threads (BENCHMARKS.md, issue 18).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "chargewatch",

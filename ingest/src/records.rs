@@ -189,10 +189,8 @@ impl Connection {
         permit: Option<OwnedSemaphorePermit>,
     ) -> Pending {
         let metrics = self.shared.metrics.clone();
-        let error_reply = header.and_then(|h| {
-            let key = self.reply_key(&h.vin);
-            reply_bytes(&h, Flag::Error, None, key.as_deref())
-        });
+        // The error reply is sealed only if it is needed (sealing encrypts the reply's time).
+        let reply_key = header.and_then(|h| self.reply_key(&h.vin));
         let started = Instant::now();
         Box::pin(async move {
             let mut ok = true;
@@ -210,10 +208,13 @@ impl Connection {
                 .produce_latency
                 .observe(started.elapsed().as_secs_f64());
             drop(permit);
-            header?;
+            let header = header?;
             let (flag, reply) = match ok {
                 true => ("success", on_success),
-                false => ("error", error_reply),
+                false => (
+                    "error",
+                    reply_bytes(&header, Flag::Error, None, reply_key.as_deref()),
+                ),
             };
             if reply.is_some() {
                 metrics.replies.with_label_values(&[flag]).inc();

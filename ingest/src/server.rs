@@ -82,7 +82,7 @@ impl Ingest {
         };
         let publisher = Publisher::new(kafka, topics, config.delivery_timeout)?;
         let metrics = Metrics::new()?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = listen(config.listen)?;
         let listen_addr = listener.local_addr()?;
         let admin_listen = config.admin_listen;
         let shared = Arc::new(Shared {
@@ -255,4 +255,18 @@ async fn run(
     let _ = tokio::task::spawn_blocking(move || follower.join()).await;
     tracing::info!("ingest stopped");
     Ok(())
+}
+
+/// The terminal listener, with an accept queue of 8,192 (the kernel caps it at
+/// `net.core.somaxconn`). A fleet connects all at once after a restart or a network cut: with
+/// tokio's default of 1,024 the kernel drops the SYNs past it, and those terminals wait for
+/// their SYN retransmissions (1 s, 3 s, 7 s … up to two minutes) before ingest sees them.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8_192)
 }

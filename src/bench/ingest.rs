@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use schemas::payload::request_frame;
 use schemas::{Cipher, KeyStore, TerminalTime, Vin, sample};
 
@@ -82,11 +82,37 @@ pub fn run(
         sim.window = window;
         sim.heartbeat_every = 0;
         let report = simulator::run(sim, |_| {}).await;
+        anyhow::ensure!(report.failed == 0 && report.connections_failed == 0, "{}", report.summary());
+        let ingest_rate = report.acknowledged as f64 / report.elapsed.as_secs_f64();
+
+        // Again with the simulator in a process of its own: this process is then ingest (and
+        // its producer) alone, and its CPU time is ingest's.
+        let (_, cpu_before) = super::load::usage(std::process::id()).context("reading /proc")?;
+        let started = Instant::now();
+        let child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["simulate", "--quiet", "--rate", "0", "--target"])
+            .arg(server.listen_addr.to_string())
+            .arg("--keys")
+            .arg(&key_path)
+            .args(["--terminals", &terminals.to_string(), "--duration", &reports.to_string()])
+            .args(["--window", &window.to_string()])
+            .output()
+            .await?;
+        let elapsed = started.elapsed();
+        let (_, cpu_after) = super::load::usage(std::process::id()).context("reading /proc")?;
+        let summary = String::from_utf8_lossy(&child.stdout);
+        anyhow::ensure!(child.status.success(), "the simulator failed: {summary}{}", String::from_utf8_lossy(&child.stderr));
+        let apart: u64 = summary
+            .split("acknowledged ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .with_context(|| format!("no acknowledged count in {summary:?}"))?;
         server.role.shutdown();
         server.role.wait().await?;
         let _ = std::fs::remove_dir_all(&dir);
-        anyhow::ensure!(report.failed == 0 && report.connections_failed == 0, "{}", report.summary());
-        let ingest_rate = report.acknowledged as f64 / report.elapsed.as_secs_f64();
+        let apart_rate = apart as f64 / elapsed.as_secs_f64();
+        let cpu_per_report = (cpu_after - cpu_before) * 1e6 / apart.max(1) as f64;
         println!("chargewatch ingest benchmark: {terminals} terminals x {reports} reports, {}, window {window}", cipher.name());
         println!("{:<56} {:>10.0} msg/s ({total} in {:.2} s)", "raw rdkafka producer (idempotent, acks=all)", raw_rate, raw_elapsed.as_secs_f64());
         println!(
@@ -96,7 +122,14 @@ pub fn run(
             report.acknowledged,
             report.elapsed.as_secs_f64()
         );
+        println!(
+            "{:<56} {:>10.0} reports/s ({apart} in {:.2} s; ingest's CPU {cpu_per_report:.1} µs a report)",
+            "simulator in its own process -> ingest, acknowledged",
+            apart_rate,
+            elapsed.as_secs_f64()
+        );
         println!("ratio: ingest acknowledged / raw producer = {:.2}", ingest_rate / raw_rate);
+        println!("ratio, simulator in its own process = {:.2}", apart_rate / raw_rate);
         Ok(())
     })
 }
