@@ -182,6 +182,14 @@ async fn run(
     status: Arc<Status>,
     stop: CancellationToken,
 ) -> Result<()> {
+    // The directory's fingerprint is taken before the rules are read: a file that changes
+    // between the two is then seen as a change at the first check (taken after, such a change
+    // was never loaded).
+    let mut fingerprint = config
+        .processor
+        .rules
+        .as_deref()
+        .and_then(rules::dir_fingerprint);
     let rules = load_rules(&config.processor, &metrics, &status).await;
     let consumer = stage::kafka::group_consumer(
         &config.kafka,
@@ -200,7 +208,6 @@ async fn run(
             .during("creating the alerts producer")?;
     let mut worker = Worker::new(config, metrics, status, producer, rules);
     let rules_dir = worker.config.processor.rules.clone();
-    let mut fingerprint = rules_dir.as_deref().and_then(rules::dir_fingerprint);
     let mut last_reload_check = Instant::now();
     let mut tick = tokio::time::interval(ROUND);
     let max_rows = worker.config.processor.batch_max_rows.get();
