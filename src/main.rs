@@ -4,8 +4,10 @@
 //! rules), `sink` (the lake's Delta tables), `forward` (the relay to public platforms),
 //! `compact`, `vacuum`, `expire` and `convert` (the tables' maintenance), `simulate` (a
 //! fleet of virtual terminals), `topics`, `decode` (inspect captured frames), `bench` (codec,
-//! ingest, processor and sink throughput against references), `query` and `serve-query` (SQL
-//! over the lake) and `demo` (every role, end to end in one process).
+//! ingest, processor, sink and connection load against references), `query` and `serve-query`
+//! (SQL over the lake), `demo` (every role, end to end in one process), `dev-broker` (the mock
+//! cluster as a broker process, for development and the fault tests) and `fuzz` (the
+//! stable-Rust fuzzer over the frame parser).
 
 mod bench;
 mod config;
