@@ -164,7 +164,8 @@ pub fn mock_cluster() -> MockCluster<'static, DefaultProducerContext> {
     MockCluster::new(1).unwrap()
 }
 
-fn random_topics() -> Topics {
+/// Random topic names for every role (the JSON mirror off), created nowhere.
+pub fn random_topics() -> Topics {
     Topics {
         telemetry: unique("telemetry"),
         telemetry_json: String::new(),

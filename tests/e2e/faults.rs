@@ -19,8 +19,9 @@ use schemas::message::{Topics, headers};
 use schemas::{Frame, KeyStore};
 use serde_json::Value;
 use simulator::{Editions, Fault, SimConfig};
-use testkit::{PARTITIONS, Record, Scratch, Tail, free_port, metric, unique};
+use testkit::{PARTITIONS, Record, Scratch, Tail, free_port, metric, random_topics, unique};
 
+use crate::forward::topics_toml;
 use crate::lifecycle::{RoleProcess, addr};
 
 /// `chargewatch dev-broker` as a child process, killed on drop.
@@ -68,32 +69,6 @@ impl Drop for DevBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn random_topics() -> Topics {
-    Topics {
-        telemetry: unique("telemetry"),
-        telemetry_json: String::new(),
-        events: unique("events"),
-        deadletter: unique("deadletter"),
-        alerts: unique("alerts"),
-        terminal_keys: unique("terminal-keys"),
-        vehicle_logins: unique("vehicle-logins"),
-        forward_state: unique("forward-state"),
-    }
-}
-
-fn topics_toml(topics: &Topics) -> String {
-    format!(
-        "[topics]\ntelemetry = \"{}\"\ntelemetry_json = \"\"\nevents = \"{}\"\ndeadletter = \"{}\"\nalerts = \"{}\"\nterminal_keys = \"{}\"\nvehicle_logins = \"{}\"\nforward_state = \"{}\"\n",
-        topics.telemetry,
-        topics.events,
-        topics.deadletter,
-        topics.alerts,
-        topics.terminal_keys,
-        topics.vehicle_logins,
-        topics.forward_state
-    )
 }
 
 /// Session timeout of every group member in these tests, and their heartbeat interval.

@@ -15,7 +15,8 @@ use schemas::{Command as Cmd, Frame};
 use simulator::{Editions, SimConfig};
 use testkit::{Scratch, Tail, free_port, metric, mock_cluster, mock_topics};
 
-fn topics_toml(topics: &Topics) -> String {
+/// The `[topics]` section naming `topics` (the JSON mirror off: its default).
+pub(crate) fn topics_toml(topics: &Topics) -> String {
     format!(
         "[topics]\ntelemetry = \"{}\"\nevents = \"{}\"\ndeadletter = \"{}\"\nalerts = \"{}\"\nterminal_keys = \"{}\"\nvehicle_logins = \"{}\"\nforward_state = \"{}\"\n",
         topics.telemetry,
